@@ -1,0 +1,310 @@
+//! The 8250/16550A serial console at 0x3f8 (IRQ 4), built on vm-superio.
+//!
+//! vm-superio implements the UART registers; this file adds what a VMM needs around
+//! them:
+//! - output batching: vm-superio flushes its writer after every byte, which would be
+//!   one `write(2)` per guest byte. [`SerialOut`] collects the bytes of one guest
+//!   access (a `rep outsb` burst brings up to a FIFO's worth) and pushes them out when
+//!   the access ends, so guest output order is kept and nothing stays buffered while
+//!   the guest runs on.
+//! - input pacing: host input is queued here and fed into the 64-byte receive FIFO as
+//!   the guest drains it, so a large paste is neither lost nor held in an unbounded
+//!   buffer (the event loop stops reading stdin while [`SerialDevice::wants_input`]
+//!   is false and resumes on the `input_room` event).
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+
+use vm_superio::serial::NoEvents;
+use vm_superio::Serial;
+
+use crate::bus::BusDevice;
+use crate::EventFdTrigger;
+
+/// I/O port base of COM1.
+pub const COM1_BASE: u64 = 0x3f8;
+/// Number of ports the UART decodes.
+pub const COM1_LEN: u64 = 8;
+/// ISA IRQ line of COM1.
+pub const COM1_IRQ: u32 = 4;
+
+/// Receive buffer register: reading it takes a byte out of the FIFO (8250 datasheet).
+const RBR_OFFSET: u64 = 0;
+/// Host input queued beyond the FIFO; above this the event loop stops reading stdin.
+const PENDING_INPUT_LIMIT: usize = 64 * 1024;
+
+/// Where guest serial output goes.
+pub struct SerialOut {
+    sink: Option<Box<dyn Write + Send>>,
+    batch: Vec<u8>,
+}
+
+impl SerialOut {
+    /// Output to `sink` (stdout, a file, or a test buffer).
+    pub fn new(sink: Box<dyn Write + Send>) -> Self {
+        Self {
+            sink: Some(sink),
+            batch: Vec::with_capacity(256),
+        }
+    }
+
+    /// Output that is dropped (`--serial none`).
+    pub fn discard() -> Self {
+        Self {
+            sink: None,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Writes the bytes collected during the current guest access to the sink.
+    ///
+    /// A sink that fails (a closed pipe, a full disk) is reported once and then
+    /// dropped: the guest keeps running, as it would with a disconnected cable.
+    pub fn push_out(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            if let Err(e) = sink.write_all(&self.batch).and_then(|()| sink.flush()) {
+                eprintln!("sandvmm: serial output failed, dropping further output: {e}");
+                self.sink = None;
+            }
+        }
+        self.batch.clear();
+    }
+}
+
+impl Write for SerialOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.sink.is_some() {
+            self.batch.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    /// Deliberately does nothing: vm-superio calls this after every byte, and the real
+    /// flush happens once per guest access in [`SerialOut::push_out`].
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The COM1 UART with host-side input queue and batched output.
+pub struct SerialDevice {
+    uart: Serial<EventFdTrigger, NoEvents, SerialOut>,
+    pending_input: VecDeque<u8>,
+    input_room: Option<EventFdTrigger>,
+    input_paused: bool,
+}
+
+impl SerialDevice {
+    /// Creates the UART. `interrupt` raises IRQ 4; `input_room`, if given, is signalled
+    /// when queued input has drained after [`SerialDevice::wants_input`] returned false.
+    pub fn new(
+        interrupt: EventFdTrigger,
+        out: SerialOut,
+        input_room: Option<EventFdTrigger>,
+    ) -> Self {
+        Self {
+            uart: Serial::new(interrupt, out),
+            pending_input: VecDeque::new(),
+            input_room,
+            input_paused: false,
+        }
+    }
+
+    /// Queues host input for the guest. Bytes go into the receive FIFO as room allows;
+    /// the rest wait here until the guest reads.
+    pub fn queue_input(&mut self, bytes: &[u8]) {
+        self.pending_input.extend(bytes);
+        self.feed_fifo();
+    }
+
+    /// Whether the event loop should read more host input now.
+    pub fn wants_input(&mut self) -> bool {
+        let wants = self.pending_input.len() < PENDING_INPUT_LIMIT;
+        self.input_paused = !wants;
+        wants
+    }
+
+    /// Bytes of host input not yet in the FIFO.
+    pub fn pending_input(&self) -> usize {
+        self.pending_input.len()
+    }
+
+    /// Gives access to the output side, for tests.
+    pub fn output(&self) -> &SerialOut {
+        self.uart.writer()
+    }
+
+    fn feed_fifo(&mut self) {
+        let room = self.uart.fifo_capacity().min(self.pending_input.len());
+        if room == 0 {
+            return;
+        }
+        let chunk: Vec<u8> = self.pending_input.drain(..room).collect();
+        // enqueue_raw_bytes only fails when the FIFO is full or the interrupt cannot be
+        // raised; we asked for no more than the free room, so a failure is an eventfd
+        // error, which would also break every other interrupt: report it.
+        if let Err(e) = self.uart.enqueue_raw_bytes(&chunk) {
+            eprintln!("sandvmm: serial input dropped: {e:?}");
+        }
+        if self.input_paused && self.pending_input.len() < PENDING_INPUT_LIMIT / 2 {
+            self.input_paused = false;
+            if let Some(room) = &self.input_room {
+                // A failed wake-up only delays input until the next read; nothing is lost.
+                let _ = vm_superio::Trigger::trigger(room);
+            }
+        }
+    }
+}
+
+impl BusDevice for SerialDevice {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+        // Every 8250 register is one byte wide; see the bus contract for longer accesses.
+        for byte in data.iter_mut() {
+            *byte = self.uart.read(offset as u8);
+        }
+        if offset == RBR_OFFSET && !self.pending_input.is_empty() {
+            self.feed_fifo();
+        }
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
+        for byte in data {
+            // Errors are an interrupt eventfd that cannot be written; the byte itself
+            // has been taken by then, so keep going.
+            let _ = self.uart.write(offset as u8, *byte);
+        }
+        self.uart.writer_mut().push_out();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    const THR: u64 = 0;
+    const IER: u64 = 1;
+    const LSR: u64 = 5;
+    const LSR_DATA_READY: u8 = 0x01;
+    const LSR_THR_EMPTY: u8 = 0x20;
+
+    /// A `Write` that the test can read back while the device owns it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Counts how many times the device pushed output, to check batching.
+    struct CountingSink(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for CountingSink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn device(out: SerialOut) -> (SerialDevice, EventFdTrigger) {
+        let irq = EventFdTrigger::new().unwrap();
+        let irq_wait = irq.try_clone().unwrap();
+        (SerialDevice::new(irq, out, None), irq_wait)
+    }
+
+    fn read_reg(dev: &mut SerialDevice, offset: u64) -> u8 {
+        let mut b = [0u8];
+        dev.read(COM1_BASE, offset, &mut b);
+        b[0]
+    }
+
+    #[test]
+    fn output_reaches_the_sink_in_order() {
+        let sink = Shared::default();
+        let (mut dev, _) = device(SerialOut::new(Box::new(sink.clone())));
+        for b in b"hello" {
+            dev.write(COM1_BASE, THR, &[*b]);
+        }
+        dev.write(COM1_BASE, THR, b", world\n");
+        assert_eq!(&*sink.0.lock().unwrap(), b"hello, world\n");
+        assert_ne!(read_reg(&mut dev, LSR) & LSR_THR_EMPTY, 0);
+    }
+
+    #[test]
+    fn a_string_write_is_pushed_out_once() {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let (mut dev, _) = device(SerialOut::new(Box::new(CountingSink(writes.clone()))));
+        dev.write(COM1_BASE, THR, &[b'x'; 16]);
+        assert_eq!(*writes.lock().unwrap(), vec![vec![b'x'; 16]]);
+    }
+
+    #[test]
+    fn input_is_paced_through_the_fifo() {
+        let (mut dev, _) = device(SerialOut::discard());
+        let input: Vec<u8> = (0..200u8).collect();
+        dev.queue_input(&input);
+        assert!(dev.pending_input() > 0, "the FIFO holds only 64 bytes");
+        let mut got = Vec::new();
+        while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
+            got.push(read_reg(&mut dev, THR));
+        }
+        assert_eq!(got, input);
+        assert_eq!(dev.pending_input(), 0);
+    }
+
+    #[test]
+    fn received_data_raises_the_interrupt_when_enabled() {
+        let (mut dev, irq) = device(SerialOut::discard());
+        dev.write(COM1_BASE, IER, &[0x01]); // enable "received data available"
+        dev.queue_input(b"k");
+        assert_eq!(irq.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_input_pauses_and_resumes_the_reader() {
+        let irq = EventFdTrigger::new().unwrap();
+        let room = EventFdTrigger::new().unwrap();
+        let room_wait = room.try_clone().unwrap();
+        let mut dev = SerialDevice::new(irq, SerialOut::discard(), Some(room));
+        dev.queue_input(&vec![b'a'; PENDING_INPUT_LIMIT + 100]);
+        assert!(!dev.wants_input());
+        assert!(
+            room_wait.read().is_err(),
+            "no wake-up before the guest reads"
+        );
+        while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
+            read_reg(&mut dev, THR);
+        }
+        assert_eq!(room_wait.read().unwrap(), 1);
+        assert!(dev.wants_input());
+    }
+
+    #[test]
+    fn a_failing_sink_is_dropped_without_stopping_the_guest() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (mut dev, _) = device(SerialOut::new(Box::new(Broken)));
+        dev.write(COM1_BASE, THR, b"a");
+        dev.write(COM1_BASE, THR, b"b");
+        assert!(dev.output().sink.is_none());
+    }
+}

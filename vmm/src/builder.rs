@@ -1,0 +1,270 @@
+//! Building a VM, in the order KVM requires: the KVM handle and VM, the in-kernel
+//! interrupt controllers and PIT, guest memory, the guest image, the devices and their
+//! interrupt lines, and last the vCPUs. Everything that needs a file, a socket or a new
+//! mapping happens here, before any sandbox filter exists; [`crate::Vmm::run`] only
+//! runs what was built.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use devices::bus::{Bus, BusError};
+use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
+use devices::serial::{SerialDevice, SerialOut, COM1_BASE, COM1_IRQ, COM1_LEN};
+use devices::EventFdTrigger;
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::boot::{self, BootError};
+use crate::config::{SerialTarget, VmConfig};
+use crate::event_loop::{ConsoleInput, ExitWatch};
+use crate::host::Host;
+use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
+use crate::vcpu::Vcpu;
+use crate::x86_64::{cpuid, regs};
+use crate::Vmm;
+
+/// The KVM API version every KVM since Linux 2.6.22 reports.
+const KVM_API_VERSION: i32 = 12;
+/// Capabilities sandvmm cannot run without.
+const REQUIRED_CAPS: [(Cap, &str); 5] = [
+    (Cap::Irqchip, "IRQCHIP"),
+    (Cap::UserMemory, "USER_MEMORY"),
+    (Cap::Ioeventfd, "IOEVENTFD"),
+    (Cap::Irqfd, "IRQFD"),
+    (Cap::Pit2, "PIT2"),
+];
+
+/// Errors from building the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("/dev/kvm does not exist: this host has no KVM (load kvm_intel or kvm_amd, or enable nested virtualisation)")]
+    KvmMissing,
+    #[error(
+        "permission denied on /dev/kvm: run as a user with access to it (usually the kvm group)"
+    )]
+    KvmDenied,
+    #[error("cannot open /dev/kvm")]
+    KvmOpen(#[source] kvm_ioctls::Error),
+    #[error("/dev/kvm answers KVM API version {0}, but sandvmm needs version {KVM_API_VERSION}")]
+    KvmApi(i32),
+    #[error("this host's KVM lacks the {0} capability")]
+    KvmCap(&'static str),
+    #[error("{wanted} vCPUs requested, but this host's KVM allows at most {max}")]
+    TooManyVcpus { wanted: u8, max: usize },
+    #[error("KVM refused to {0}")]
+    Kvm(&'static str, #[source] kvm_ioctls::Error),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error("cannot set up vCPU {0}")]
+    Vcpu(u8, #[source] regs::RegsError),
+    #[error("cannot create an event fd")]
+    EventFd(#[source] io::Error),
+    #[error("cannot open serial output file {path}")]
+    SerialFile {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot place a device on the bus")]
+    Bus(#[from] BusError),
+}
+
+/// Opens KVM and checks it can run a sandvmm guest.
+fn open_kvm(vcpus: u8) -> Result<Kvm, BuildError> {
+    let kvm = Kvm::new().map_err(|e| match e.errno() {
+        libc::ENOENT => BuildError::KvmMissing,
+        libc::EACCES | libc::EPERM => BuildError::KvmDenied,
+        _ => BuildError::KvmOpen(e),
+    })?;
+    let version = kvm.get_api_version();
+    if version != KVM_API_VERSION {
+        return Err(BuildError::KvmApi(version));
+    }
+    if let Some((_, name)) = REQUIRED_CAPS
+        .iter()
+        .find(|(cap, _)| !kvm.check_extension(*cap))
+    {
+        return Err(BuildError::KvmCap(name));
+    }
+    let max = kvm.get_max_vcpus();
+    if usize::from(vcpus) > max {
+        return Err(BuildError::TooManyVcpus { wanted: vcpus, max });
+    }
+    Ok(kvm)
+}
+
+/// Creates the VM with the in-kernel PIC, IOAPIC, LAPICs and PIT.
+fn create_vm(kvm: &Kvm) -> Result<VmFd, BuildError> {
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| BuildError::Kvm("create a VM", e))?;
+    vm.set_tss_address(KVM_TSS_ADDRESS)
+        .map_err(|e| BuildError::Kvm("set the TSS address", e))?;
+    vm.create_irq_chip()
+        .map_err(|e| BuildError::Kvm("create the interrupt controllers", e))?;
+    // The PIT drives Linux's early timer calibration; its speaker port is a dummy.
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(|e| BuildError::Kvm("create the PIT", e))?;
+    Ok(vm)
+}
+
+/// Tells KVM about every guest memory region.
+fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let region_desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().raw_value(),
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the region is a live mmap owned by `mem`, which the Vmm keeps for as
+        // long as the VM exists, and slots do not overlap (ram_ranges).
+        unsafe { vm.set_user_memory_region(region_desc) }
+            .map_err(|e| BuildError::Kvm("register guest memory", e))?;
+    }
+    Ok(())
+}
+
+fn eventfd() -> Result<EventFdTrigger, BuildError> {
+    EventFdTrigger::new().map_err(BuildError::EventFd)
+}
+
+/// The port devices: COM1 and the i8042.
+struct PortDevices {
+    bus: Bus,
+    serial: Arc<Mutex<SerialDevice>>,
+    serial_room: EventFdTrigger,
+    reset: EventFdTrigger,
+}
+
+fn build_port_devices(vm: &VmFd, target: &SerialTarget) -> Result<PortDevices, BuildError> {
+    let out = match target {
+        SerialTarget::Stdio => SerialOut::new(Box::new(io::stdout())),
+        SerialTarget::File(path) => {
+            let file = File::create(path).map_err(|source| BuildError::SerialFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            SerialOut::new(Box::new(file))
+        }
+        SerialTarget::None => SerialOut::discard(),
+    };
+    let irq = eventfd()?;
+    vm.register_irqfd(&irq, COM1_IRQ)
+        .map_err(|e| BuildError::Kvm("register the serial irqfd", e))?;
+    let room = eventfd()?;
+    let room_device = room.try_clone().map_err(BuildError::EventFd)?;
+    let serial = Arc::new(Mutex::new(SerialDevice::new(irq, out, Some(room_device))));
+
+    let reset = eventfd()?;
+    let i8042 = I8042::new(reset.try_clone().map_err(BuildError::EventFd)?);
+
+    let mut bus = Bus::new();
+    bus.insert(serial.clone(), COM1_BASE, COM1_LEN)?;
+    bus.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)?;
+    Ok(PortDevices {
+        bus,
+        serial,
+        serial_room: room,
+        reset,
+    })
+}
+
+/// Builds a ready-to-run VM from `config`.
+pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, BuildError> {
+    let kvm = open_kvm(config.vcpus)?;
+    let vm = create_vm(&kvm)?;
+    let mem = memory::create_guest_memory(config.memory_bytes)?;
+    register_memory(&vm, &mem)?;
+    let boot = boot::load_guest(&mem, config, &host)?;
+
+    let ports = build_port_devices(&vm, &config.serial)?;
+    let pio = Arc::new(ports.bus);
+    let mmio = Arc::new(Bus::new());
+
+    let vcpu_wake = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    let (report_tx, report_rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let (console, quit) = if config.serial == SerialTarget::Stdio {
+        // SAFETY: isatty only inspects the descriptor.
+        let is_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
+        let (console, quit) = ConsoleInput::new(
+            libc::STDIN_FILENO,
+            ports.serial.clone(),
+            ports.serial_room,
+            is_terminal,
+        )
+        .map_err(BuildError::EventFd)?;
+        (Some((Arc::new(Mutex::new(console)), is_terminal)), quit)
+    } else {
+        (
+            None,
+            EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?,
+        )
+    };
+    let exit_watch = ExitWatch::new(
+        ports.reset,
+        vcpu_wake.try_clone().map_err(BuildError::EventFd)?,
+        quit,
+        report_rx,
+    );
+
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| BuildError::Kvm("report supported CPUID", e))?;
+    let mut vcpus = Vec::with_capacity(config.vcpus.into());
+    for index in 0..config.vcpus {
+        let fd = vm
+            .create_vcpu(index.into())
+            .map_err(|e| BuildError::Kvm("create a vCPU", e))?;
+        let cpuid = cpuid::vcpu_cpuid(&supported, index, config.vcpus, host.cpuid_options());
+        fd.set_cpuid2(&cpuid)
+            .map_err(|e| BuildError::Vcpu(index, regs::RegsError::Kvm("CPUID", e)))?;
+        regs::setup_common(&fd).map_err(|e| BuildError::Vcpu(index, e))?;
+        regs::setup_lapic(&fd).map_err(|e| BuildError::Vcpu(index, e))?;
+        // Only the boot vCPU gets an entry state: with the in-kernel LAPIC the others
+        // wait for INIT/SIPI from the guest, which resets them to real mode anyway.
+        if index == 0 {
+            regs::setup_boot_vcpu(&fd, boot.kernel.entry)
+                .map_err(|e| BuildError::Vcpu(index, e))?;
+        }
+        vcpus.push(Vcpu {
+            index,
+            fd,
+            pio: pio.clone(),
+            mmio: mmio.clone(),
+            mem: mem.clone(),
+            stop: stop.clone(),
+            reports: report_tx.clone(),
+            wake: vcpu_wake.try_clone().map_err(BuildError::EventFd)?,
+            emulation_hint: host.emulation_hint(),
+            trace_boot,
+        });
+    }
+
+    Ok(Vmm {
+        _kvm: kvm,
+        _vm: vm,
+        _memory: mem,
+        vcpus,
+        exit_watch: Arc::new(Mutex::new(exit_watch)),
+        console,
+        stop,
+        boot,
+    })
+}

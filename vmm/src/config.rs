@@ -1,0 +1,241 @@
+//! The command line and the validated VM configuration it turns into.
+//!
+//! `clap` parses the flags; [`Cli::into_config`] checks what clap cannot (sizes, counts,
+//! serial targets) so that the builder only ever sees a configuration that makes sense.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::memory::{MIN_MEMORY, PAGE_SIZE};
+
+/// The command line appended to by `--cmdline`.
+///
+/// `console=ttyS0` sends the console to our 8250; `reboot=k` makes Linux reset through
+/// the i8042, which is how a guest ends the VM; `panic=1` turns a panic into a reset
+/// after one second instead of a hang; `pci=off` skips probing a bus we don't have.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
+
+/// Largest vCPU count the MP table can describe (APIC IDs are 8 bits; one ID is the IOAPIC's).
+pub const MAX_VCPUS: u8 = 254;
+
+/// sandvmm: a small KVM virtual machine monitor with a seccomp sandbox built in.
+///
+/// Boots a Linux kernel (ELF vmlinux or bzImage) or the sandvmm test kernel with a serial
+/// console. The VM ends when the guest resets (Linux: `reboot` with `reboot=k`), powers
+/// off or triple-faults; sandvmm then exits with status 0. On a terminal, type Ctrl-A x
+/// to quit.
+#[derive(Debug, Parser)]
+#[command(name = "sandvmm", version, about, long_about)]
+pub struct Cli {
+    /// Guest kernel: an uncompressed ELF vmlinux (entered through the 64-bit boot
+    /// protocol) or a bzImage.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// Initial ramdisk (an initramfs cpio archive), placed at the top of low memory.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// Text appended to the default kernel command line
+    /// ("console=ttyS0 reboot=k panic=1 pci=off").
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
+
+    /// Number of vCPUs (1 to what KVM supports on this host).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u32,
+
+    /// Guest memory: a number with an optional K, M or G suffix (binary units);
+    /// a plain number means MiB.
+    #[arg(long, value_name = "SIZE", default_value = "128M")]
+    pub memory: String,
+
+    /// Where the guest's serial console goes: `stdio` (input from stdin, raw mode on a
+    /// terminal), `file:PATH` (output only), or `none`.
+    #[arg(long, value_name = "TARGET", default_value = "stdio")]
+    pub serial: String,
+
+    /// Do not adapt the guest to an emulating host KVM (kvm_pvm): no extra kernel
+    /// command-line items, no CPUID changes.
+    #[arg(long)]
+    pub no_host_adapt: bool,
+}
+
+/// Where serial output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialTarget {
+    /// stdout, with stdin as input.
+    Stdio,
+    /// A file, created or truncated; no input.
+    File(PathBuf),
+    /// Nowhere.
+    None,
+}
+
+/// A checked VM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub extra_cmdline: Option<String>,
+    pub vcpus: u8,
+    pub memory_bytes: u64,
+    pub serial: SerialTarget,
+    pub host_adapt: bool,
+}
+
+/// Errors in the command-line values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid --memory {0:?}: expected a size such as 128M, 1G or 65536K")]
+    MemorySyntax(String),
+    #[error("invalid --memory {0:?}: the guest needs at least 16 MiB")]
+    MemoryTooSmall(String),
+    #[error("invalid --memory {0:?}: not a whole number of 4 KiB pages")]
+    MemoryUnaligned(String),
+    #[error("invalid --cpus {0}: must be between 1 and {MAX_VCPUS}")]
+    Cpus(u32),
+    #[error("invalid --serial {0:?}: expected stdio, file:PATH or none")]
+    Serial(String),
+}
+
+impl Cli {
+    /// Validates the parsed flags.
+    pub fn into_config(self) -> Result<VmConfig, ConfigError> {
+        if self.cpus == 0 || self.cpus > u32::from(MAX_VCPUS) {
+            return Err(ConfigError::Cpus(self.cpus));
+        }
+        Ok(VmConfig {
+            memory_bytes: parse_memory(&self.memory)?,
+            serial: parse_serial(&self.serial)?,
+            kernel: self.kernel,
+            initrd: self.initrd,
+            extra_cmdline: self.cmdline.filter(|c| !c.trim().is_empty()),
+            vcpus: self.cpus as u8,
+            host_adapt: !self.no_host_adapt,
+        })
+    }
+}
+
+/// Parses `128`, `128M`, `128MiB`, `1G`, `65536K` into bytes.
+pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
+    let syntax = || ConfigError::MemorySyntax(text.to_string());
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, suffix) = trimmed.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| syntax())?;
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "k" | "kib" => 10,
+        "" | "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(syntax()),
+    };
+    let bytes = number.checked_mul(1 << shift).ok_or_else(syntax)?;
+    if bytes < MIN_MEMORY {
+        return Err(ConfigError::MemoryTooSmall(text.to_string()));
+    }
+    if bytes % PAGE_SIZE != 0 {
+        return Err(ConfigError::MemoryUnaligned(text.to_string()));
+    }
+    Ok(bytes)
+}
+
+fn parse_serial(text: &str) -> Result<SerialTarget, ConfigError> {
+    match text {
+        "stdio" => Ok(SerialTarget::Stdio),
+        "none" => Ok(SerialTarget::None),
+        _ => match text.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => Ok(SerialTarget::File(PathBuf::from(path))),
+            _ => Err(ConfigError::Serial(text.to_string())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<VmConfig, ConfigError> {
+        let mut argv = vec!["sandvmm", "--kernel", "k"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().into_config()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cli(&[]).unwrap();
+        assert_eq!(c.vcpus, 1);
+        assert_eq!(c.memory_bytes, 128 << 20);
+        assert_eq!(c.serial, SerialTarget::Stdio);
+        assert!(c.host_adapt);
+        assert_eq!(c.extra_cmdline, None);
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("256"), Ok(256 << 20));
+        assert_eq!(parse_memory("256M"), Ok(256 << 20));
+        assert_eq!(parse_memory("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("65536k"), Ok(64 << 20));
+        for bad in ["", "M", "12X", "-5", "1.5G", "99999999999999999G"] {
+            assert_eq!(
+                parse_memory(bad),
+                Err(ConfigError::MemorySyntax(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_memory("0"),
+            Err(ConfigError::MemoryTooSmall("0".into()))
+        );
+        assert_eq!(
+            parse_memory("15M"),
+            Err(ConfigError::MemoryTooSmall("15M".into()))
+        );
+        assert_eq!(
+            parse_memory("16385K"),
+            Err(ConfigError::MemoryUnaligned("16385K".into()))
+        );
+    }
+
+    #[test]
+    fn cpu_counts() {
+        assert_eq!(cli(&["--cpus", "2"]).unwrap().vcpus, 2);
+        assert_eq!(cli(&["--cpus", "0"]), Err(ConfigError::Cpus(0)));
+        assert_eq!(cli(&["--cpus", "255"]), Err(ConfigError::Cpus(255)));
+    }
+
+    #[test]
+    fn serial_targets() {
+        assert_eq!(
+            cli(&["--serial", "none"]).unwrap().serial,
+            SerialTarget::None
+        );
+        assert_eq!(
+            cli(&["--serial", "file:/tmp/x"]).unwrap().serial,
+            SerialTarget::File("/tmp/x".into())
+        );
+        for bad in ["file:", "tcp:1", "STDIO"] {
+            assert_eq!(
+                cli(&["--serial", bad]),
+                Err(ConfigError::Serial(bad.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn blank_extra_cmdline_is_ignored() {
+        assert_eq!(cli(&["--cmdline", "  "]).unwrap().extra_cmdline, None);
+        assert_eq!(
+            cli(&["--cmdline", "quiet"])
+                .unwrap()
+                .extra_cmdline
+                .as_deref(),
+            Some("quiet")
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! The VMM thread's event loop (event-manager over epoll): console input for the
+//! serial device and the events that end the VM.
+//!
+//! Two subscribers:
+//! - [`ExitWatch`] waits on the i8042 reset line, the vCPU report eventfd and the
+//!   console's quit event, and records the first [`Outcome`].
+//! - [`ConsoleInput`] reads stdin into the UART, pausing while the guest has a backlog
+//!   and resuming on the device's `input_room` event, so it never busy-waits.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use devices::serial::SerialDevice;
+use devices::EventFdTrigger;
+use event_manager::{EventOps, Events, MutEventSubscriber};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::terminal::EscapeFilter;
+use crate::vcpu::{StopReason, VcpuError, VcpuReport};
+
+/// How the VM ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The guest ended itself: reset, power-off or triple fault.
+    Guest(StopReason),
+    /// The user typed the console's quit sequence.
+    UserQuit,
+    /// A vCPU hit an error it cannot continue from.
+    VcpuFailed { index: u8, error: VcpuError },
+}
+
+/// Waits for the end of the VM.
+pub struct ExitWatch {
+    reset: EventFdTrigger,
+    vcpu_wake: EventFd,
+    quit: EventFd,
+    reports: Receiver<VcpuReport>,
+    outcome: Option<Outcome>,
+}
+
+impl ExitWatch {
+    /// `reset` is the i8042 reset line; vCPU threads send [`VcpuReport`]s and then write
+    /// `vcpu_wake`; the console writes `quit`.
+    pub fn new(
+        reset: EventFdTrigger,
+        vcpu_wake: EventFd,
+        quit: EventFd,
+        reports: Receiver<VcpuReport>,
+    ) -> Self {
+        Self {
+            reset,
+            vcpu_wake,
+            quit,
+            reports,
+            outcome: None,
+        }
+    }
+
+    /// The outcome, once there is one.
+    pub fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome.take()
+    }
+
+    fn record(&mut self, outcome: Outcome) {
+        // The first event decides: a reset followed by the vCPU noticing the stop flag
+        // is still a reset.
+        self.outcome.get_or_insert(outcome);
+    }
+}
+
+impl MutEventSubscriber for ExitWatch {
+    fn init(&mut self, ops: &mut EventOps) {
+        for fd in [
+            self.reset.as_raw_fd(),
+            self.vcpu_wake.as_raw_fd(),
+            self.quit.as_raw_fd(),
+        ] {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                eprintln!("sandvmm: cannot watch exit events: {e:?}");
+            }
+        }
+    }
+
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let fd = events.fd();
+        if fd == self.reset.as_raw_fd() {
+            let _ = self.reset.read();
+            self.record(Outcome::Guest(StopReason::Reset));
+        } else if fd == self.quit.as_raw_fd() {
+            let _ = self.quit.read();
+            self.record(Outcome::UserQuit);
+        } else if fd == self.vcpu_wake.as_raw_fd() {
+            let _ = self.vcpu_wake.read();
+            while let Ok(report) = self.reports.try_recv() {
+                self.record(match report.outcome {
+                    Ok(reason) => Outcome::Guest(reason),
+                    Err(error) => Outcome::VcpuFailed {
+                        index: report.index,
+                        error,
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Host input (stdin) feeding the guest's serial port.
+pub struct ConsoleInput {
+    stdin: RawFd,
+    serial: Arc<Mutex<SerialDevice>>,
+    room: EventFdTrigger,
+    quit: EventFd,
+    /// Present when stdin is a terminal: handles Ctrl-A x.
+    escapes: Option<EscapeFilter>,
+    reading: bool,
+    at_eof: bool,
+}
+
+impl ConsoleInput {
+    /// Reads `stdin` into `serial`. `room` is the device's input-room event; `quit` is
+    /// written when the user asks to quit. Returns also the quit event for [`ExitWatch`].
+    pub fn new(
+        stdin: RawFd,
+        serial: Arc<Mutex<SerialDevice>>,
+        room: EventFdTrigger,
+        is_terminal: bool,
+    ) -> std::io::Result<(Self, EventFd)> {
+        let quit = EventFd::new(EFD_NONBLOCK)?;
+        let quit_watch = quit.try_clone()?;
+        let console = Self {
+            stdin,
+            serial,
+            room,
+            quit,
+            escapes: is_terminal.then(EscapeFilter::default),
+            reading: false,
+            at_eof: false,
+        };
+        Ok((console, quit_watch))
+    }
+
+    fn start_reading(&mut self, ops: &mut EventOps) {
+        // stdin that epoll cannot watch (a regular file, /dev/null) simply gives no input.
+        self.reading = ops.add(Events::new_raw(self.stdin, EventSet::IN)).is_ok();
+    }
+
+    fn stop_reading(&mut self, ops: &mut EventOps) {
+        if self.reading {
+            let _ = ops.remove(Events::new_raw(self.stdin, EventSet::IN));
+            self.reading = false;
+        }
+    }
+
+    fn read_stdin(&mut self, ops: &mut EventOps) {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a buffer we own, of the length given.
+        let n = unsafe { libc::read(self.stdin, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted
+                && err.kind() != std::io::ErrorKind::WouldBlock
+            {
+                self.at_eof = true;
+                self.stop_reading(ops);
+            }
+            return;
+        }
+        if n == 0 {
+            self.at_eof = true;
+            self.stop_reading(ops);
+            return;
+        }
+        let input = &buf[..n as usize];
+        let (bytes, quit) = match self.escapes.as_mut() {
+            Some(filter) => {
+                let f = filter.filter(input);
+                (f.guest, f.quit)
+            }
+            None => (input.to_vec(), false),
+        };
+        let mut serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        serial.queue_input(&bytes);
+        let wants_more = serial.wants_input();
+        drop(serial);
+        if quit {
+            let _ = self.quit.write(1);
+        }
+        if !wants_more {
+            self.stop_reading(ops);
+        }
+    }
+}
+
+impl MutEventSubscriber for ConsoleInput {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&*self.room, EventSet::IN)) {
+            eprintln!("sandvmm: cannot watch serial input room: {e:?}");
+        }
+        self.start_reading(ops);
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        if events.fd() == self.stdin {
+            self.read_stdin(ops);
+        } else if events.fd() == self.room.as_raw_fd() {
+            let _ = self.room.read();
+            if !self.reading && !self.at_eof {
+                self.start_reading(ops);
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The `sandvmm` command: parse the command line, run the VM, turn the result into one
+//! line on stderr and an exit status.
+//!
+//! Exit status: 0 when the guest ended itself (reset, power-off, triple fault) or the
+//! user quit; 1 for any error; 2 for a bad command line.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use vmm::config::Cli;
+use vmm::event_loop::Outcome;
+use vmm::vcpu::StopReason;
+
+/// Set to 1 to print start-up timestamps (CLOCK_MONOTONIC) on stderr, for benchmarks.
+const TRACE_ENV: &str = "SANDVMM_TRACE_BOOT";
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "sandvmm: {}; see sandvmm --help",
+                clap_summary(&e.to_string())
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sandvmm: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let trace = std::env::var_os(TRACE_ENV).is_some_and(|v| v == "1");
+    match vmm::run(&config, trace) {
+        Ok(Outcome::Guest(reason)) => {
+            eprintln!("sandvmm: {}", describe(reason));
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::UserQuit) => {
+            eprintln!("sandvmm: quit from the console");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::VcpuFailed { index, error }) => {
+            eprintln!("sandvmm: vcpu{index}: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("sandvmm: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn describe(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::Reset => "the guest reset the machine",
+        StopReason::PowerOff => "the guest powered off",
+        StopReason::TripleFault => "the guest triple-faulted (a reset on real hardware)",
+    }
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Clap's multi-line error as one line: the message and its indented details, without
+/// the usage block and tips that follow the first blank line.
+fn clap_summary(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.trim().trim_start_matches("error: "))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

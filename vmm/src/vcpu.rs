@@ -1,0 +1,382 @@
+//! vCPU threads: one per vCPU, each running `KVM_RUN` and handing exits to the buses.
+//!
+//! The mapping from a KVM exit to what the thread does next is [`handle_exit`], a plain
+//! function over the exit and the buses, so it is unit-tested without KVM. The thread
+//! loop around it adds what needs the vCPU fd: diagnosing an emulation failure, and
+//! stopping when the VMM kicks it.
+//!
+//! Stopping: the VMM sets the shared stop flag and sends [`kick_signal`] to the thread
+//! until it has finished. The no-op handler makes a blocked `KVM_RUN` return `EINTR`;
+//! repeating the kick closes the window where the signal lands just before `KVM_RUN`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use devices::bus::Bus;
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use sandbox::ThreadKind;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+/// Value unclaimed ports and MMIO read as (an undriven ISA bus floats high).
+const UNCLAIMED_READ: u8 = 0xff;
+/// `kvm_run.internal.suberror` for an instruction KVM could not emulate.
+const KVM_INTERNAL_ERROR_EMULATION: u32 = 1;
+/// Longest x86 instruction.
+const MAX_INSN_LEN: usize = 15;
+
+/// Why a guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Reset through the i8042 or a KVM reset event.
+    Reset,
+    /// ACPI-style power-off reported by KVM.
+    PowerOff,
+    /// A triple fault (`KVM_EXIT_SHUTDOWN`), which resets a real PC.
+    TripleFault,
+}
+
+/// What the vCPU loop does after an exit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VcpuAction {
+    Continue,
+    Stop(StopReason),
+}
+
+/// Errors that end a vCPU.
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuError {
+    #[error("KVM could not emulate the instruction at RIP {rip:#x} (bytes: {bytes}){hint}")]
+    Emulation {
+        rip: u64,
+        bytes: String,
+        hint: &'static str,
+    },
+    #[error("KVM internal error (suberror {0})")]
+    Internal(u32),
+    #[error("KVM could not enter the guest (hardware entry failure reason {0:#x})")]
+    FailEntry(u64),
+    #[error("the guest reported a crash (KVM system event)")]
+    GuestCrash,
+    #[error("unexpected KVM exit: {0}")]
+    UnexpectedExit(String),
+    #[error("KVM_RUN failed")]
+    Run(#[source] kvm_ioctls::Error),
+}
+
+/// Maps one KVM exit to an action, forwarding device accesses to the buses.
+pub fn handle_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<VcpuAction, VcpuError> {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            if !pio.read(u64::from(port), data) {
+                data.fill(UNCLAIMED_READ);
+            }
+            Ok(VcpuAction::Continue)
+        }
+        VcpuExit::IoOut(port, data) => {
+            pio.write(u64::from(port), data);
+            Ok(VcpuAction::Continue)
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if !mmio.read(addr, data) {
+                data.fill(UNCLAIMED_READ);
+            }
+            Ok(VcpuAction::Continue)
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            mmio.write(addr, data);
+            Ok(VcpuAction::Continue)
+        }
+        // With the in-kernel irqchip KVM handles HLT itself; a stray exit is harmless.
+        VcpuExit::Hlt => Ok(VcpuAction::Continue),
+        VcpuExit::Shutdown => Ok(VcpuAction::Stop(StopReason::TripleFault)),
+        VcpuExit::SystemEvent(kind, _) => match kind {
+            KVM_SYSTEM_EVENT_RESET => Ok(VcpuAction::Stop(StopReason::Reset)),
+            KVM_SYSTEM_EVENT_SHUTDOWN => Ok(VcpuAction::Stop(StopReason::PowerOff)),
+            KVM_SYSTEM_EVENT_CRASH => Err(VcpuError::GuestCrash),
+            other => Err(VcpuError::UnexpectedExit(format!("system event {other}"))),
+        },
+        // The suberror and instruction are read from the vCPU by the caller.
+        VcpuExit::InternalError => Err(VcpuError::Internal(0)),
+        VcpuExit::FailEntry(reason, _cpu) => Err(VcpuError::FailEntry(reason)),
+        other => Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
+    }
+}
+
+/// The real-time signal used to kick vCPU threads out of `KVM_RUN`.
+pub fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn noop_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Installs the no-op kick handler; must run before any kick is sent, since the
+/// default action of a real-time signal ends the process.
+pub fn register_kick_handler() -> std::io::Result<()> {
+    register_signal_handler(kick_signal(), noop_handler)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// How a vCPU thread ended, sent to the VMM thread.
+#[derive(Debug)]
+pub struct VcpuReport {
+    pub index: u8,
+    pub outcome: Result<StopReason, VcpuError>,
+}
+
+/// Everything a vCPU thread owns.
+pub struct Vcpu {
+    pub index: u8,
+    pub fd: VcpuFd,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub mem: GuestMemoryMmap,
+    pub stop: Arc<AtomicBool>,
+    pub reports: Sender<VcpuReport>,
+    pub wake: EventFd,
+    pub emulation_hint: &'static str,
+    pub trace_boot: bool,
+}
+
+impl Vcpu {
+    /// Starts the thread `vcpuN`.
+    pub fn start(self) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name(ThreadKind::Vcpu.thread_name(self.index.into()))
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        // The vCPU's seccomp filter is installed here, before the first KVM_RUN (issue 4).
+        if self.trace_boot && self.index == 0 {
+            eprintln!(
+                "sandvmm: trace: first KVM_RUN at monotonic_ns={}",
+                monotonic_ns()
+            );
+        }
+        if let Some(outcome) = self.run_loop() {
+            let report = VcpuReport {
+                index: self.index,
+                outcome,
+            };
+            // The VMM thread may already be gone if another vCPU ended the VM.
+            if self.reports.send(report).is_ok() {
+                let _ = self.wake.write(1);
+            }
+        }
+    }
+
+    /// Runs until the guest stops (Some) or the VMM asks the thread to stop (None).
+    fn run_loop(&mut self) -> Option<Result<StopReason, VcpuError>> {
+        while !self.stop.load(Ordering::Acquire) {
+            let result = match self.fd.run() {
+                Ok(exit) => handle_exit(exit, &self.pio, &self.mmio),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    Ok(VcpuAction::Continue)
+                }
+                Err(e) => Err(VcpuError::Run(e)),
+            };
+            match result {
+                Ok(VcpuAction::Continue) => {}
+                Ok(VcpuAction::Stop(reason)) => return Some(Ok(reason)),
+                Err(VcpuError::Internal(_)) => return Some(Err(self.diagnose_internal_error())),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
+    }
+
+    /// Turns `KVM_EXIT_INTERNAL_ERROR` into a report with RIP and instruction bytes.
+    fn diagnose_internal_error(&mut self) -> VcpuError {
+        // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+        // union member KVM filled in.
+        let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        if suberror != KVM_INTERNAL_ERROR_EMULATION {
+            return VcpuError::Internal(suberror);
+        }
+        let Ok(regs) = self.fd.get_regs() else {
+            return VcpuError::Internal(suberror);
+        };
+        let bytes = match self.fd.translate_gva(regs.rip) {
+            Ok(t) if t.valid != 0 => read_insn(&self.mem, t.physical_address),
+            _ => None,
+        };
+        VcpuError::Emulation {
+            rip: regs.rip,
+            bytes: bytes.unwrap_or_else(|| "unreadable".to_string()),
+            hint: self.emulation_hint,
+        }
+    }
+}
+
+/// Up to 15 bytes at `gpa`, as hex.
+fn read_insn(mem: &GuestMemoryMmap, gpa: u64) -> Option<String> {
+    let mut buf = [0u8; MAX_INSN_LEN];
+    // An instruction near the end of RAM may be shorter than 15 readable bytes.
+    let len = (1..=MAX_INSN_LEN)
+        .rev()
+        .find(|&n| mem.read_slice(&mut buf[..n], GuestAddress(gpa)).is_ok())?;
+    Some(
+        buf[..len]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// CLOCK_MONOTONIC in ns, comparable across processes (for start-up tracing).
+pub fn monotonic_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+/// Stops the vCPU threads: sets the flag, kicks each thread until it ends, joins it.
+/// A thread that does not end within `timeout` is left behind (the process is about to
+/// exit anyway); the count of such threads is returned.
+pub fn stop_all(handles: Vec<JoinHandle<()>>, stop: &AtomicBool, timeout: Duration) -> usize {
+    stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + timeout;
+    let mut stuck = 0;
+    for handle in handles {
+        while !handle.is_finished() && Instant::now() < deadline {
+            let _ = handle.kill(kick_signal());
+            thread::sleep(Duration::from_micros(200));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            stuck += 1;
+        }
+    }
+    stuck
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use devices::bus::BusDevice;
+
+    struct Reg(u8);
+
+    impl BusDevice for Reg {
+        fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
+            data.fill(self.0);
+        }
+        fn write(&mut self, _: u64, _: u64, data: &[u8]) {
+            self.0 = data[data.len() - 1];
+        }
+    }
+
+    fn buses() -> (Bus, Bus, Arc<Mutex<Reg>>) {
+        let reg = Arc::new(Mutex::new(Reg(7)));
+        let mut pio = Bus::new();
+        pio.insert(reg.clone(), 0x3f8, 8).unwrap();
+        let mut mmio = Bus::new();
+        mmio.insert(reg.clone(), 0xd000_0000, 0x1000).unwrap();
+        (pio, mmio, reg)
+    }
+
+    #[test]
+    fn port_io_goes_through_the_bus() {
+        let (pio, mmio, reg) = buses();
+        let out = [0x42u8];
+        assert_eq!(
+            handle_exit(VcpuExit::IoOut(0x3f8, &out), &pio, &mmio).unwrap(),
+            VcpuAction::Continue
+        );
+        assert_eq!(reg.lock().unwrap().0, 0x42);
+        let mut inb = [0u8];
+        handle_exit(VcpuExit::IoIn(0x3fd, &mut inb), &pio, &mmio).unwrap();
+        assert_eq!(inb, [0x42]);
+    }
+
+    #[test]
+    fn unclaimed_reads_float_high() {
+        let (pio, mmio, _) = buses();
+        let mut data = [0u8; 4];
+        handle_exit(VcpuExit::IoIn(0x80, &mut data), &pio, &mmio).unwrap();
+        assert_eq!(data, [0xff; 4]);
+        let mut data = [0u8; 2];
+        handle_exit(VcpuExit::MmioRead(0xfeb0_0000, &mut data), &pio, &mmio).unwrap();
+        assert_eq!(data, [0xff; 2]);
+        // Unclaimed writes are dropped, not fatal.
+        assert_eq!(
+            handle_exit(VcpuExit::IoOut(0x80, &[1]), &pio, &mmio).unwrap(),
+            VcpuAction::Continue
+        );
+    }
+
+    #[test]
+    fn mmio_goes_through_the_bus() {
+        let (pio, mmio, reg) = buses();
+        handle_exit(VcpuExit::MmioWrite(0xd000_0010, &[1, 2, 3, 9]), &pio, &mmio).unwrap();
+        assert_eq!(reg.lock().unwrap().0, 9);
+    }
+
+    #[test]
+    fn guest_endings() {
+        let (pio, mmio, _) = buses();
+        let stop = |e| handle_exit(e, &pio, &mmio).unwrap();
+        assert_eq!(
+            stop(VcpuExit::Shutdown),
+            VcpuAction::Stop(StopReason::TripleFault)
+        );
+        assert_eq!(
+            stop(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, &[])),
+            VcpuAction::Stop(StopReason::Reset)
+        );
+        assert_eq!(
+            stop(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, &[])),
+            VcpuAction::Stop(StopReason::PowerOff)
+        );
+        assert_eq!(stop(VcpuExit::Hlt), VcpuAction::Continue);
+    }
+
+    #[test]
+    fn failures_are_errors() {
+        let (pio, mmio, _) = buses();
+        let err = |e| handle_exit(e, &pio, &mmio).unwrap_err();
+        assert!(matches!(
+            err(VcpuExit::InternalError),
+            VcpuError::Internal(_)
+        ));
+        assert!(matches!(
+            err(VcpuExit::FailEntry(0x21, 0)),
+            VcpuError::FailEntry(0x21)
+        ));
+        assert!(matches!(
+            err(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_CRASH, &[])),
+            VcpuError::GuestCrash
+        ));
+        assert!(matches!(
+            err(VcpuExit::Debug(Default::default())),
+            VcpuError::UnexpectedExit(_)
+        ));
+    }
+
+    #[test]
+    fn instruction_bytes_are_read_as_hex() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x2000)]).unwrap();
+        mem.write_slice(&[0x0f, 0x01, 0xca], GuestAddress(0x100))
+            .unwrap();
+        let text = read_insn(&mem, 0x100).unwrap();
+        assert!(text.starts_with("0f 01 ca 00"));
+        assert_eq!(text.split(' ').count(), MAX_INSN_LEN);
+        // Near the end of memory, fewer bytes.
+        assert_eq!(read_insn(&mem, 0x1ffe).unwrap().split(' ').count(), 2);
+        assert_eq!(read_insn(&mem, 0x3000), None);
+    }
+}
