@@ -1,0 +1,191 @@
+//! Boots the sandvmm test kernel through the `sandvmm` binary and checks what the guest
+//! printed and how sandvmm exited: hello (ELF and bzImage), echo, serial flood, SMP,
+//! serial to a file, and the ways a guest can end.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const BOOT: Duration = Duration::from_secs(60);
+
+#[test]
+fn hello_elf() {
+    let run = boot_scenario("hello", "", &[], BOOT);
+    run.assert_guest_printed("SANDVMM-TEST: PASS hello");
+    // The kernel read its command line from boot_params: ours, then the user's text.
+    assert!(run
+        .stdout
+        .contains("cmdline=\"console=ttyS0 reboot=k panic=1 pci=off"));
+    assert!(run.stdout.contains("hello from the sandvmm test kernel"));
+    assert!(
+        run.stderr.contains("the guest reset the machine"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn hello_bzimage() {
+    let kernel = image("testkernel.bzImage");
+    let run = run(
+        &[
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--cmdline",
+            "scenario=hello",
+        ],
+        BOOT,
+    );
+    run.assert_guest_printed("SANDVMM-TEST: PASS hello");
+}
+
+#[test]
+fn echo_returns_every_line() {
+    let kernel = testkernel();
+    let mut vm = Vm::start(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--cmdline",
+        "scenario=echo",
+    ]);
+    vm.wait_for("SANDVMM-TEST: echo ready", BOOT);
+    vm.send(b"first line\n");
+    vm.wait_for("echo: first line", BOOT);
+    // Carriage returns end lines too, as a terminal in raw mode sends them.
+    vm.send(b"second\r");
+    vm.wait_for("echo: second", BOOT);
+    // More than the 64-byte receive FIFO at once: paced, nothing lost.
+    let long: String = (0..200)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    vm.send(format!("{long}\nquit\n").as_bytes());
+    let run = vm.wait_exit(BOOT);
+    run.assert_guest_printed("SANDVMM-TEST: PASS echo");
+    assert!(run.stdout.contains(&format!("echo: {long}")));
+}
+
+/// Payload rule of the serial-flood scenario (images/testkernel/scenarios.c).
+fn flood_payload(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            if i % 64 == 63 {
+                b'\n'
+            } else {
+                b'a' + ((i / 64 + i % 64) % 26) as u8
+            }
+        })
+        .collect()
+}
+
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[test]
+fn serial_flood_of_one_mib_arrives_complete() {
+    const BYTES: usize = 1 << 20;
+    let run = boot_scenario(
+        "serial-flood",
+        &format!("bytes={BYTES}"),
+        &[],
+        Duration::from_secs(300),
+    );
+    run.assert_guest_printed("SANDVMM-TEST: PASS serial-flood");
+    let out = run.stdout.as_bytes();
+    let begin = format!("SANDVMM-TEST: flood begin bytes={BYTES}\n");
+    let start = find(out, begin.as_bytes()).expect("no flood begin line") + begin.len();
+    let end =
+        start + find(&out[start..], b"\nSANDVMM-TEST: flood end fnv=").expect("no flood end line");
+    let payload = &out[start..end];
+    assert_eq!(payload.len(), BYTES, "payload length");
+    assert!(
+        payload == flood_payload(BYTES).as_slice(),
+        "payload differs from the pattern"
+    );
+    let printed = &run.stdout[end + "\nSANDVMM-TEST: flood end fnv=".len()..][..8];
+    assert_eq!(printed, format!("{:08x}", fnv1a(payload)), "guest checksum");
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn smp_brings_up_the_second_vcpu() {
+    let run = boot_scenario("smp", "", &["--cpus", "2"], BOOT);
+    run.assert_guest_printed("SANDVMM-TEST: PASS smp");
+    assert!(run.stdout.contains("SANDVMM-TEST: cpu1 online"));
+}
+
+#[test]
+fn smp_with_one_vcpu_fails_in_the_guest_not_the_vmm() {
+    let run = boot_scenario("smp", "", &["--cpus", "1"], BOOT);
+    run.assert_guest_printed("SANDVMM-TEST: FAIL smp");
+}
+
+#[test]
+fn serial_output_can_go_to_a_file() {
+    let dir = Scratch::new("serial-file");
+    let log = dir.0.join("console.log");
+    let target = format!("file:{}", log.display());
+    let run = boot_scenario("hello", "", &["--serial", &target], BOOT);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, "", "nothing on stdout with --serial file:");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("SANDVMM-TEST: PASS hello"), "{logged}");
+}
+
+#[test]
+fn serial_none_discards_output_but_the_guest_still_runs() {
+    let run = boot_scenario("hello", "", &["--serial", "none"], BOOT);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("the guest reset the machine"));
+}
+
+#[test]
+fn user_cmdline_is_appended() {
+    let run = boot_scenario("hello", "marker=one-two", &[], BOOT);
+    run.assert_guest_printed("SANDVMM-TEST: PASS hello");
+    assert!(
+        run.stdout
+            .contains("pci=off scenario=hello marker=one-two\""),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn host_adaptation_is_for_linux_only_and_can_be_turned_off() {
+    // The bzImage wrapper counts as Linux; the plain test kernel ELF does not.
+    let bz = image("testkernel.bzImage");
+    let adapted = run(
+        &[
+            "--kernel",
+            bz.to_str().unwrap(),
+            "--cmdline",
+            "scenario=hello",
+        ],
+        BOOT,
+    );
+    adapted.assert_guest_printed("SANDVMM-TEST: PASS hello");
+    assert_eq!(adapted.stdout.contains("pvm_native"), emulating_host());
+    let plain = run(
+        &[
+            "--kernel",
+            bz.to_str().unwrap(),
+            "--cmdline",
+            "scenario=hello",
+            "--no-host-adapt",
+        ],
+        BOOT,
+    );
+    plain.assert_guest_printed("SANDVMM-TEST: PASS hello");
+    assert!(!plain.stdout.contains("pvm_native"));
+    let elf = boot_scenario("hello", "", &[], BOOT);
+    assert!(!elf.stdout.contains("pvm_native"));
+}

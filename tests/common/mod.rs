@@ -1,0 +1,284 @@
+//! Shared harness for the guest-booting tests: start the `sandvmm` binary as a child
+//! process, feed its stdin, collect what the guest printed, and never wait forever.
+//!
+//! Guest code is emulated on the test hosts (docs/ARCHITECTURE.md, "Emulating hosts"),
+//! so every wait has a generous timeout and tests check markers, never speed.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn sandvmm() -> &'static str {
+    env!("CARGO_BIN_EXE_sandvmm")
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A built guest image from images/out/, or a failed test saying how to build it.
+pub fn image(name: &str) -> PathBuf {
+    let path = root().join("images/out").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the images with images/build.sh (README.md, 'Tests')",
+        path.display()
+    );
+    path
+}
+
+/// The sandvmm test kernel (ELF).
+pub fn testkernel() -> PathBuf {
+    image("testkernel.elf")
+}
+
+/// Whether the host KVM is the emulating kvm_pvm.
+pub fn emulating_host() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// A finished sandvmm run.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The stderr lines that are not the emulating-host notice.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.contains("host KVM is kvm_pvm"))
+            .collect()
+    }
+
+    /// Asserts sandvmm exited with `code` after printing exactly one error line that
+    /// contains `needle`.
+    pub fn assert_one_line_error(&self, code: i32, needle: &str) {
+        let lines = self.error_lines();
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "exit status; stderr: {}",
+            self.stderr
+        );
+        assert_eq!(
+            lines.len(),
+            1,
+            "want one stderr line, got: {:?}",
+            self.stderr
+        );
+        assert!(lines[0].starts_with("sandvmm: "), "stderr: {}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "stderr {:?} lacks {needle:?}",
+            lines[0]
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+    }
+
+    /// Asserts the guest ended itself cleanly and printed `marker`.
+    pub fn assert_guest_printed(&self, marker: &str) {
+        assert!(
+            self.stdout.contains(marker),
+            "guest output lacks {marker:?}\nstdout:\n{}\nstderr:\n{}",
+            tail(&self.stdout),
+            self.stderr
+        );
+        assert_eq!(self.status.code(), Some(0), "stderr: {}", self.stderr);
+    }
+}
+
+fn tail(s: &str) -> &str {
+    let start = s.len().saturating_sub(4000);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+/// A running sandvmm.
+pub struct Vm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+impl Vm {
+    /// Starts `sandvmm ARGS` with piped stdin, stdout and stderr.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vm {
+        Self::start_command(Command::new(sandvmm()).args(args))
+    }
+
+    /// Starts a prepared command (for wrappers such as `unshare` or `setpriv`).
+    pub fn start_command(cmd: &mut Command) -> Vm {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start sandvmm");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Vm {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// The guest output so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    /// Types `text` on the guest's serial console.
+    pub fn send(&mut self, text: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(text).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the guest's input.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits until the guest has printed `marker`; panics with the output on timeout
+    /// or if sandvmm exits first.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().contains(marker) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The marker may have arrived with the last bytes.
+                self.join_readers();
+                if self.output().contains(marker) {
+                    return;
+                }
+                panic!(
+                    "sandvmm exited ({status}) before printing {marker:?}\nstdout:\n{}\nstderr:\n{}",
+                    tail(&self.output()),
+                    String::from_utf8_lossy(&self.stderr.lock().unwrap())
+                );
+            }
+            if Instant::now() > deadline {
+                let out = self.output();
+                let _ = self.child.kill();
+                panic!(
+                    "timed out after {timeout:?} waiting for {marker:?}\nstdout:\n{}",
+                    tail(&out)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn join_readers(&mut self) {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+
+    /// The process id, to inspect /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for sandvmm to exit; kills it and panics after `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> Finished {
+        self.stdin = None;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "sandvmm still running after {timeout:?}; killed\nstdout:\n{}",
+                    tail(&self.output())
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        self.join_readers();
+        Finished {
+            status,
+            stdout: self.output(),
+            stderr: String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned(),
+        }
+    }
+}
+
+/// Runs `sandvmm ARGS` with no input to completion.
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> Finished {
+    let mut vm = Vm::start(args);
+    vm.close_stdin();
+    vm.wait_exit(timeout)
+}
+
+/// Boots the test kernel with `scenario=NAME` plus `extra` command-line text.
+pub fn boot_scenario(name: &str, extra: &str, flags: &[&str], timeout: Duration) -> Finished {
+    let kernel = testkernel();
+    let cmdline = format!("scenario={name} {extra}");
+    let mut args: Vec<&str> = vec!["--kernel", kernel.to_str().unwrap(), "--cmdline", &cmdline];
+    args.extend_from_slice(flags);
+    run(&args, timeout)
+}
+
+/// A scratch directory for one test, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("sandvmm-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
