@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds every guest image into images/out/ (README.md, "Images"):
+#   testkernel.elf, testkernel.bzImage   the sandvmm test kernel (seconds)
+#   vmlinux, bzImage, initramfs-init.cpio  the Linux guest (minutes the first time;
+#                                          cached by input hash, see linux/build.sh)
+# Idempotent: installs missing Debian packages, skips what is up to date.
+#
+#   images/build.sh              everything
+#   images/build.sh testkernel   only the test kernel
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WHAT=${1:-all}
+
+# gcc, make and binutils build the test kernel; python3 writes its bzImage header.
+need=()
+for p in gcc make binutils python3; do
+	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || need+=("$p")
+done
+if ((${#need[@]})); then
+	echo "images: installing ${need[*]}"
+	apt-get -q update </dev/null >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "${need[@]}" </dev/null >/dev/null
+fi
+
+echo "images: test kernel"
+make -s -C "$HERE/testkernel"
+
+if [[ $WHAT == all ]]; then
+	"$HERE/linux/build.sh"
+fi
