@@ -189,3 +189,27 @@ fn host_adaptation_is_for_linux_only_and_can_be_turned_off() {
     let elf = boot_scenario("hello", "", &[], BOOT);
     assert!(!elf.stdout.contains("pvm_native"));
 }
+
+#[test]
+fn triple_fault_ends_the_vm_with_status_zero() {
+    let run = boot_scenario("triple-fault", "", &[], BOOT);
+    assert!(run.stdout.contains("SANDVMM-TEST: triple-fault now"), "{}", run.stdout);
+    assert!(!run.stdout.contains("FAIL"), "{}", run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("the guest triple-faulted"), "{}", run.stderr);
+}
+
+#[test]
+fn emulation_failure_is_one_line_with_rip_and_bytes() {
+    let run = boot_scenario("emulation-failure", "", &[], BOOT);
+    assert!(run.stdout.contains("SANDVMM-TEST: emulation-failure now"));
+    if !emulating_host() {
+        // Real hardware runs POPCNT in kernel mode, so the scenario simply passes.
+        run.assert_guest_printed("SANDVMM-TEST: PASS emulation-failure");
+        return;
+    }
+    run.assert_one_line_error(1, "vcpu0: KVM could not emulate the instruction at RIP 0x");
+    let line = run.error_lines()[0];
+    assert!(line.contains("(bytes: f3 0f b8 c7 c3"), "{line}");
+    assert!(line.contains("kvm_pvm"), "the hint names the host KVM: {line}");
+}
