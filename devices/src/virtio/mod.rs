@@ -1,0 +1,145 @@
+//! Virtio devices over the MMIO transport (virtio 1.2, section 4.2).
+//!
+//! A device implements [`VirtioDevice`]: its type, features, queue sizes, config space
+//! and what to do when the driver activates it. [`mmio::MmioTransport`] turns any such
+//! device into a [`crate::bus::BusDevice`] speaking the virtio-mmio version 2 register
+//! layout. Interrupts go out through an [`Interrupt`]; queue notifications arrive on
+//! eventfds that the VMM registers as KVM ioeventfds, so neither side needs KVM here.
+
+pub mod mmio;
+pub mod net;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+use crate::EventFdTrigger;
+
+/// Device status bits (virtio 1.2, 2.1).
+pub mod status {
+    pub const ACKNOWLEDGE: u32 = 1;
+    pub const DRIVER: u32 = 2;
+    pub const DRIVER_OK: u32 = 4;
+    pub const FEATURES_OK: u32 = 8;
+    pub const DEVICE_NEEDS_RESET: u32 = 64;
+    pub const FAILED: u32 = 128;
+}
+
+/// The device conforms to virtio 1.x, not the legacy interface (virtio 1.2, 6).
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+
+/// Interrupt status bits (virtio 1.2, 4.2.2, InterruptStatus).
+pub const INT_USED_RING: u32 = 1;
+pub const INT_CONFIG_CHANGE: u32 = 2;
+
+/// Errors a device reports when the driver activates it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ActivateError {
+    #[error("the driver set up {got} queues, the device needs {want}")]
+    QueueCount { got: usize, want: usize },
+    #[error("queue {0} is not usable (size, addresses or not ready)")]
+    BadQueue(usize),
+    #[error("the device's back-end failed: {0}")]
+    Backend(String),
+}
+
+/// The interrupt line of one virtio-mmio device: the InterruptStatus register plus the
+/// eventfd (a KVM irqfd) that raises the guest interrupt.
+#[derive(Debug)]
+pub struct Interrupt {
+    status: AtomicU32,
+    irq: EventFdTrigger,
+}
+
+impl Interrupt {
+    /// Wraps the irqfd of the device's IRQ.
+    pub fn new(irq: EventFdTrigger) -> Self {
+        Self {
+            status: AtomicU32::new(0),
+            irq,
+        }
+    }
+
+    /// Tells the driver that a queue's used ring has new entries.
+    pub fn signal_used(&self) {
+        self.signal(INT_USED_RING);
+    }
+
+    /// Tells the driver that the configuration (or device status) changed.
+    pub fn signal_config(&self) {
+        self.signal(INT_CONFIG_CHANGE);
+    }
+
+    fn signal(&self, bits: u32) {
+        self.status.fetch_or(bits, Ordering::SeqCst);
+        // A failed eventfd write means the irqfd is gone; the driver will still see the
+        // status bit the next time it looks, so there is nothing better to do.
+        let _ = vm_superio::Trigger::trigger(&self.irq);
+    }
+
+    /// The InterruptStatus register.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// InterruptACK: clears the acknowledged bits.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    fn clear(&self) {
+        self.status.store(0, Ordering::SeqCst);
+    }
+}
+
+/// What the driver handed over at DRIVER_OK.
+pub struct ActiveQueues {
+    pub mem: GuestMemoryMmap,
+    pub queues: Vec<Queue>,
+    pub acked_features: u64,
+}
+
+/// A virtio device behind a transport.
+pub trait VirtioDevice: Send {
+    /// Device type (virtio 1.2, 5: 1 = network card).
+    fn device_type(&self) -> u32;
+    /// Feature bits the device offers.
+    fn features(&self) -> u64;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Reads device config space at `offset`; bytes past its end read as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes device config space; returns false if the write is outside it or not
+    /// writable (the transport then drops it and warns once).
+    fn write_config(&mut self, offset: u64, data: &[u8]) -> bool;
+    /// Starts the device with the driver's queues.
+    fn activate(
+        &mut self,
+        queues: ActiveQueues,
+        interrupt: std::sync::Arc<Interrupt>,
+    ) -> Result<(), ActivateError>;
+    /// Stops the device and forgets the queues (status written to 0).
+    fn reset(&mut self);
+}
+
+/// Prints a warning about a misbehaving guest once per kind, so a hostile or buggy
+/// driver cannot flood the host's stderr.
+#[derive(Debug, Default)]
+pub struct WarnOnce(u64);
+
+impl WarnOnce {
+    /// Prints `message` for `device` unless warning `kind` (0..64) was already given.
+    pub fn warn(&mut self, kind: u32, device: &str, message: std::fmt::Arguments<'_>) {
+        let bit = 1u64 << (kind % 64);
+        if self.0 & bit == 0 {
+            self.0 |= bit;
+            eprintln!("sandvmm: {device}: {message} (reported once)");
+        }
+    }
+
+    /// Whether warning `kind` was given.
+    pub fn given(&self, kind: u32) -> bool {
+        self.0 & (1u64 << (kind % 64)) != 0
+    }
+}
