@@ -193,10 +193,18 @@ fn host_adaptation_is_for_linux_only_and_can_be_turned_off() {
 #[test]
 fn triple_fault_ends_the_vm_with_status_zero() {
     let run = boot_scenario("triple-fault", "", &[], BOOT);
-    assert!(run.stdout.contains("SANDVMM-TEST: triple-fault now"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("SANDVMM-TEST: triple-fault now"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("FAIL"), "{}", run.stdout);
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("the guest triple-faulted"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the guest triple-faulted"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -211,5 +219,8 @@ fn emulation_failure_is_one_line_with_rip_and_bytes() {
     run.assert_one_line_error(1, "vcpu0: KVM could not emulate the instruction at RIP 0x");
     let line = run.error_lines()[0];
     assert!(line.contains("(bytes: f3 0f b8 c7 c3"), "{line}");
-    assert!(line.contains("kvm_pvm"), "the hint names the host KVM: {line}");
+    assert!(
+        line.contains("kvm_pvm"),
+        "the hint names the host KVM: {line}"
+    );
 }

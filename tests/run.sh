@@ -2,8 +2,6 @@
 # The test command of README.md: installs what is missing, builds the guest images,
 # then runs every test (unit tests and the guest-booting integration tests).
 # Idempotent; safe to run again. Needs root (apt, network namespaces, /dev/kvm).
-#
-# SANDVMM_SLOW_TESTS=1 adds the tests that take minutes on emulating hosts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

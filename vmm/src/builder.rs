@@ -26,6 +26,7 @@ use crate::config::{SerialTarget, VmConfig};
 use crate::event_loop::{ConsoleInput, ExitWatch};
 use crate::host::Host;
 use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
+use crate::net;
 use crate::vcpu::Vcpu;
 use crate::x86_64::{cpuid, regs};
 use crate::Vmm;
@@ -76,6 +77,13 @@ pub enum BuildError {
     },
     #[error("cannot place a device on the bus")]
     Bus(#[from] BusError),
+    #[error("cannot set up {name} (--net {spec})")]
+    Net {
+        name: String,
+        spec: String,
+        #[source]
+        source: net::NetSetupError,
+    },
 }
 
 /// Opens KVM and checks it can run a sandvmm guest.
@@ -190,11 +198,25 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     let vm = create_vm(&kvm)?;
     let mem = memory::create_guest_memory(config.memory_bytes)?;
     register_memory(&vm, &mem)?;
-    let boot = boot::load_guest(&mem, config, &host)?;
+    let slots: Vec<net::MmioSlot> = (0..config.nets.len()).map(net::mmio_slot).collect();
+    let boot = boot::load_guest(&mem, config, &host, &slots)?;
 
     let ports = build_port_devices(&vm, &config.serial)?;
     let pio = Arc::new(ports.bus);
-    let mmio = Arc::new(Bus::new());
+    let mut mmio = Bus::new();
+    let mut nets = Vec::with_capacity(config.nets.len());
+    for (index, net_config) in config.nets.iter().enumerate() {
+        let handler =
+            net::build_net(&vm, &mem, &mut mmio, index, net_config).map_err(|source| {
+                BuildError::Net {
+                    name: format!("net{index}"),
+                    spec: net_config.spec.clone(),
+                    source,
+                }
+            })?;
+        nets.push(handler);
+    }
+    let mmio = Arc::new(mmio);
 
     let vcpu_wake = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let (report_tx, report_rx) = mpsc::channel();
@@ -264,6 +286,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         vcpus,
         exit_watch: Arc::new(Mutex::new(exit_watch)),
         console,
+        nets,
         stop,
         boot,
     })

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use devices::virtio::net::{format_mac, parse_mac, MacAddr};
 
 use crate::memory::{MIN_MEMORY, PAGE_SIZE};
 
@@ -56,6 +57,12 @@ pub struct Cli {
     #[arg(long, value_name = "TARGET", default_value = "stdio")]
     pub serial: String,
 
+    /// A virtio-net device: `tap=NAME[,mac=MAC]` attaches to (or, with CAP_NET_ADMIN,
+    /// creates) tap NAME; `fd=N[,mac=MAC]` adopts tap fd N, opened by whoever started
+    /// sandvmm with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. Repeat for more devices.
+    #[arg(long, value_name = "SPEC")]
+    pub net: Vec<String>,
+
     /// Do not adapt the guest to an emulating host KVM (kvm_pvm): no extra kernel
     /// command-line items, no CPUID changes.
     #[arg(long)]
@@ -73,6 +80,33 @@ pub enum SerialTarget {
     None,
 }
 
+/// The host end of a virtio-net device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetBackend {
+    /// A tap opened by name.
+    Tap(String),
+    /// A tap fd handed in.
+    Fd(i32),
+}
+
+/// One `--net`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    pub backend: NetBackend,
+    pub mac: MacAddr,
+    /// The flag's text, for messages.
+    pub spec: String,
+}
+
+/// Most virtio-net devices: one IRQ each, from 5 to 23 (the IOAPIC's last pin).
+pub const MAX_NET_DEVICES: usize = 19;
+
+/// The MAC of the `index`-th device when none is given: locally administered
+/// (0x06: unicast, local bit set), "svm", then the index.
+pub fn default_mac(index: usize) -> MacAddr {
+    [0x06, b's', b'v', b'm', 0, index as u8 + 1]
+}
+
 /// A checked VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -82,6 +116,7 @@ pub struct VmConfig {
     pub vcpus: u8,
     pub memory_bytes: u64,
     pub serial: SerialTarget,
+    pub nets: Vec<NetConfig>,
     pub host_adapt: bool,
 }
 
@@ -98,6 +133,12 @@ pub enum ConfigError {
     Cpus(u32),
     #[error("invalid --serial {0:?}: expected stdio, file:PATH or none")]
     Serial(String),
+    #[error("invalid --net {0:?}: {1}")]
+    Net(String, &'static str),
+    #[error("--net {spec:?} uses MAC {mac}, which another --net already has")]
+    DuplicateMac { spec: String, mac: String },
+    #[error("{0} --net devices given; at most {MAX_NET_DEVICES} are supported")]
+    TooManyNets(usize),
 }
 
 impl Cli {
@@ -106,9 +147,24 @@ impl Cli {
         if self.cpus == 0 || self.cpus > u32::from(MAX_VCPUS) {
             return Err(ConfigError::Cpus(self.cpus));
         }
+        if self.net.len() > MAX_NET_DEVICES {
+            return Err(ConfigError::TooManyNets(self.net.len()));
+        }
+        let mut nets: Vec<NetConfig> = Vec::with_capacity(self.net.len());
+        for (index, spec) in self.net.iter().enumerate() {
+            let net = parse_net(spec, index)?;
+            if nets.iter().any(|other| other.mac == net.mac) {
+                return Err(ConfigError::DuplicateMac {
+                    spec: spec.clone(),
+                    mac: format_mac(&net.mac),
+                });
+            }
+            nets.push(net);
+        }
         Ok(VmConfig {
             memory_bytes: parse_memory(&self.memory)?,
             serial: parse_serial(&self.serial)?,
+            nets,
             kernel: self.kernel,
             initrd: self.initrd,
             extra_cmdline: self.cmdline.filter(|c| !c.trim().is_empty()),
@@ -141,6 +197,45 @@ pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
         return Err(ConfigError::MemoryUnaligned(text.to_string()));
     }
     Ok(bytes)
+}
+
+/// Parses `tap=NAME[,mac=MAC]` or `fd=N[,mac=MAC]` for the `index`-th device.
+pub fn parse_net(spec: &str, index: usize) -> Result<NetConfig, ConfigError> {
+    let bad = |reason| ConfigError::Net(spec.to_string(), reason);
+    let mut backend = None;
+    let mut mac = None;
+    for item in spec.split(',') {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| bad("expected key=value items"))?;
+        match key {
+            "tap" | "fd" if backend.is_some() => return Err(bad("give one of tap= or fd=")),
+            "tap" if value.is_empty() || value.len() > 15 => {
+                return Err(bad("a tap name has 1 to 15 bytes"))
+            }
+            "tap" => backend = Some(NetBackend::Tap(value.to_string())),
+            "fd" => {
+                let fd = value.parse::<i32>().ok().filter(|fd| *fd > 2);
+                backend =
+                    Some(NetBackend::Fd(fd.ok_or_else(|| {
+                        bad("fd= takes a descriptor number above 2")
+                    })?));
+            }
+            "mac" if mac.is_some() => return Err(bad("mac= given twice")),
+            "mac" => {
+                mac =
+                    Some(parse_mac(value).ok_or_else(|| {
+                        bad("mac= takes a unicast address like 06:00:00:00:00:01")
+                    })?)
+            }
+            _ => return Err(bad("unknown item; expected tap=, fd= or mac=")),
+        }
+    }
+    Ok(NetConfig {
+        backend: backend.ok_or_else(|| bad("expected tap=NAME or fd=N"))?,
+        mac: mac.unwrap_or_else(|| default_mac(index)),
+        spec: spec.to_string(),
+    })
 }
 
 fn parse_serial(text: &str) -> Result<SerialTarget, ConfigError> {
@@ -225,6 +320,53 @@ mod tests {
                 Err(ConfigError::Serial(bad.into()))
             );
         }
+    }
+
+    #[test]
+    fn net_specs() {
+        let c = cli(&["--net", "tap=tap0", "--net", "fd=5,mac=06:00:00:00:00:09"]).unwrap();
+        assert_eq!(c.nets[0].backend, NetBackend::Tap("tap0".into()));
+        assert_eq!(c.nets[0].mac, default_mac(0));
+        assert_eq!(c.nets[1].backend, NetBackend::Fd(5));
+        assert_eq!(c.nets[1].mac, [6, 0, 0, 0, 0, 9]);
+        for bad in [
+            "",
+            "tap=",
+            "tap0",
+            "fd=1",
+            "fd=x",
+            "tap=a,fd=5",
+            "tap=a,mac=01:00:5e:00:00:01",
+            "tap=a,speed=10",
+            "tap=waytoolongtapname",
+        ] {
+            assert!(
+                matches!(cli(&["--net", bad]), Err(ConfigError::Net(..))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_macs_and_too_many_devices() {
+        let dup = cli(&[
+            "--net",
+            "tap=a,mac=06:00:00:00:00:01",
+            "--net",
+            "tap=b,mac=06:00:00:00:00:01",
+        ]);
+        assert!(matches!(dup, Err(ConfigError::DuplicateMac { .. })));
+        let clash = cli(&["--net", "tap=a", "--net", "tap=b,mac=06:73:76:6d:00:01"]);
+        assert!(
+            matches!(clash, Err(ConfigError::DuplicateMac { .. })),
+            "clashes with a default MAC"
+        );
+        let many: Vec<String> = (0..20).map(|i| format!("tap=t{i}")).collect();
+        let mut args = Vec::new();
+        for m in &many {
+            args.extend_from_slice(&["--net", m.as_str()]);
+        }
+        assert_eq!(cli(&args), Err(ConfigError::TooManyNets(20)));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod event_loop;
 pub mod host;
 pub mod memory;
+pub mod net;
 pub mod terminal;
 pub mod vcpu;
 pub mod x86_64;
@@ -66,6 +67,8 @@ pub struct Vmm {
     exit_watch: Arc<Mutex<ExitWatch>>,
     /// Console input and whether stdin is a terminal; None without `--serial stdio`.
     console: Option<(Arc<Mutex<ConsoleInput>>, bool)>,
+    /// The virtio-net devices' event handlers.
+    nets: Vec<net::NetHandler>,
     stop: Arc<AtomicBool>,
     /// What was loaded, for the caller to report.
     pub boot: BootInfo,
@@ -77,6 +80,9 @@ impl Vmm {
         vcpu::register_kick_handler().map_err(Error::Signal)?;
         let mut events = EventManager::<Subscriber>::new().map_err(Error::EventLoop)?;
         events.add_subscriber(self.exit_watch.clone());
+        for net in self.nets {
+            events.add_subscriber(net);
+        }
         let mut raw_mode = None;
         if let Some((console, is_terminal)) = self.console {
             events.add_subscriber(console);

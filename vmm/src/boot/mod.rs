@@ -18,7 +18,9 @@ pub use params::{e820_map, Ramdisk, E820_RAM};
 use crate::config::{VmConfig, DEFAULT_CMDLINE};
 use crate::host::Host;
 use crate::memory::{lowmem_end, CMDLINE_MAX_SIZE, CMDLINE_START, PAGE_SIZE};
+use crate::net::MmioSlot;
 use crate::x86_64::{mptable, regs};
+use devices::virtio::mmio::MMIO_WINDOW;
 
 /// Errors from loading the guest.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +59,27 @@ pub struct BootInfo {
     pub ramdisk: Option<Ramdisk>,
 }
 
-/// Builds the kernel command line: our defaults, then the host's adaptations, then the
-/// user's text (which therefore wins where the kernel takes the last occurrence).
-pub fn build_cmdline(host_items: Option<&str>, user: Option<&str>) -> Result<Cmdline, BootError> {
-    let mut text = DEFAULT_CMDLINE.to_string();
+/// Builds the kernel command line: our defaults, the virtio-mmio devices
+/// (`virtio_mmio.device=4K@ADDR:IRQ`, how Linux finds them without ACPI), the host's
+/// adaptations, then the user's text (which therefore wins where the kernel takes the
+/// last occurrence).
+pub fn build_cmdline(
+    virtio: &[MmioSlot],
+    host_items: Option<&str>,
+    user: Option<&str>,
+) -> Result<Cmdline, BootError> {
+    let mut cmdline =
+        Cmdline::try_from(DEFAULT_CMDLINE, CMDLINE_MAX_SIZE).map_err(BootError::Cmdline)?;
+    for slot in virtio {
+        cmdline
+            .add_virtio_mmio_device(MMIO_WINDOW, GuestAddress(slot.addr), slot.irq, None)
+            .map_err(BootError::Cmdline)?;
+    }
+    let mut text = cmdline
+        .as_cstring()
+        .map_err(BootError::Cmdline)?
+        .into_string()
+        .unwrap_or_default();
     for extra in [host_items, user].into_iter().flatten() {
         text.push(' ');
         text.push_str(extra.trim());
@@ -80,6 +99,7 @@ pub fn load_guest(
     mem: &GuestMemoryMmap,
     config: &VmConfig,
     host: &Host,
+    virtio: &[MmioSlot],
 ) -> Result<BootInfo, BootError> {
     let kernel = kernel::load_kernel(mem, &config.kernel)?;
 
@@ -89,6 +109,7 @@ pub fn load_guest(
     };
 
     let cmdline = build_cmdline(
+        virtio,
         host.cmdline_items(kernel.is_linux),
         config.extra_cmdline.as_deref(),
     )?;
@@ -159,10 +180,10 @@ mod tests {
 
     #[test]
     fn cmdline_is_defaults_then_host_then_user() {
-        let c = build_cmdline(Some("pvm_native"), Some(" quiet ")).unwrap();
+        let c = build_cmdline(&[], Some("pvm_native"), Some(" quiet ")).unwrap();
         let s = c.as_cstring().unwrap().into_string().unwrap();
         assert_eq!(s, format!("{DEFAULT_CMDLINE} pvm_native quiet"));
-        let plain = build_cmdline(None, None).unwrap();
+        let plain = build_cmdline(&[], None, None).unwrap();
         assert_eq!(
             plain.as_cstring().unwrap().to_str().unwrap(),
             DEFAULT_CMDLINE
@@ -173,7 +194,7 @@ mod tests {
     fn cmdline_too_long_is_an_error() {
         let long = "x".repeat(CMDLINE_MAX_SIZE);
         assert!(matches!(
-            build_cmdline(None, Some(&long)),
+            build_cmdline(&[], None, Some(&long)),
             Err(BootError::Cmdline(_))
         ));
     }
