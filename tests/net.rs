@@ -1,0 +1,181 @@
+//! virtio-net end to end: the test kernel's driver and network stack against a tap in
+//! a network namespace of the test's own, through `--net tap=` and `--net fd=`. The
+//! host side is the real `ping` command and UDP sockets opened inside the namespace.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::netns::{open_tap_fd, NetNs, GUEST_IP, HOST_IP, TAP};
+use common::*;
+
+const READY: Duration = Duration::from_secs(60);
+const GUEST_IP_ARGS: &str = "guest_ip=10.0.0.2 host_ip=10.0.0.1";
+
+/// Starts the test kernel's `scenario` inside `ns` with `--net tap=tap0`.
+fn start_in(ns: &NetNs, scenario: &str, extra: &str) -> Vm {
+    let kernel = testkernel();
+    let mut cmd = ns.command(sandvmm());
+    cmd.args(["--kernel", kernel.to_str().unwrap(), "--net", &format!("tap={TAP}")])
+        .args(["--cmdline", &format!("scenario={scenario} {GUEST_IP_ARGS} {extra}")]);
+    let mut vm = Vm::start_command(&mut cmd);
+    vm.wait_for("SANDVMM-TEST: net ready", READY);
+    vm
+}
+
+/// A UDP socket in the namespace, bound to the host address.
+fn host_socket(port: u16) -> UdpSocket {
+    let sock = UdpSocket::bind((HOST_IP, port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock
+}
+
+fn send_quit(sock: &UdpSocket) {
+    sock.send_to(b"quit", (GUEST_IP, 7)).unwrap();
+}
+
+/// Sends `count` datagrams one at a time and checks every echo; returns the rate.
+fn echo_round_trips(sock: &UdpSocket, count: u32, size: usize) -> f64 {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    for seq in 0..count {
+        let payload: Vec<u8> = (0..size)
+            .map(|j| if j < 4 { seq.to_be_bytes()[j] } else { (seq as usize + j) as u8 })
+            .collect();
+        sock.send_to(&payload, (GUEST_IP, 7)).unwrap();
+        let (n, from) = sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("no echo for datagram {seq}: {e}"));
+        assert_eq!(from.ip().to_string(), GUEST_IP);
+        assert_eq!(&buf[..n], &payload[..], "echo of datagram {seq} differs");
+    }
+    f64::from(count) / start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn host_pings_the_guest() {
+    let ns = NetNs::new(true);
+    let vm = start_in(&ns, "net-ping", "");
+    let ping = ns
+        .command("ping")
+        .args(["-c", "3", "-W", "10", GUEST_IP])
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(ping.status.success(), "ping failed:\n{text}");
+    assert!(text.contains("3 received"), "{text}");
+    ns.enter(|| send_quit(&host_socket(0)));
+    let run = vm.wait_exit(READY);
+    run.assert_guest_printed("SANDVMM-TEST: PASS net-ping");
+    assert!(run.stdout.contains("net-ping answered=3"), "{}", run.stdout);
+}
+
+#[test]
+fn udp_echo_of_10000_datagrams_over_tap() {
+    let ns = NetNs::new(true);
+    let vm = start_in(&ns, "net-echo", "");
+    let (small, large) = ns.enter(|| {
+        let sock = host_socket(0);
+        let small = echo_round_trips(&sock, 5000, 64);
+        let large = echo_round_trips(&sock, 5000, 1400);
+        send_quit(&sock);
+        (small, large)
+    });
+    eprintln!("udp echo: {small:.0} round trips/s at 64 B, {large:.0} at 1400 B");
+    let run = vm.wait_exit(READY);
+    run.assert_guest_printed("SANDVMM-TEST: PASS net-echo");
+    assert!(run.stdout.contains("net-echo echoed=10001"), "{}", run.stdout);
+}
+
+#[test]
+fn udp_echo_over_a_tap_fd_handed_in() {
+    let ns = NetNs::new(false);
+    let kernel = testkernel();
+    // Play the management layer: open the tap in the namespace, hand sandvmm the fd.
+    let vm = ns.enter(|| {
+        let fd = open_tap_fd(TAP).expect("open tap");
+        ns.configure_tap();
+        let mut cmd = std::process::Command::new(sandvmm());
+        cmd.args(["--kernel", kernel.to_str().unwrap(), "--net", &format!("fd={fd}")])
+            .args(["--cmdline", &format!("scenario=net-echo {GUEST_IP_ARGS}")]);
+        let vm = Vm::start_command(&mut cmd);
+        // SAFETY: the child has its copy; the test's copy is closed.
+        unsafe { libc::close(fd) };
+        vm
+    });
+    let mut vm = vm;
+    vm.wait_for("SANDVMM-TEST: net ready", READY);
+    ns.enter(|| {
+        let sock = host_socket(0);
+        echo_round_trips(&sock, 500, 512);
+        send_quit(&sock);
+    });
+    vm.wait_exit(READY).assert_guest_printed("SANDVMM-TEST: PASS net-echo");
+}
+
+#[test]
+fn net_blast_arrives_complete_and_in_order() {
+    const COUNT: u32 = 2000;
+    const SIZE: usize = 1400;
+    let ns = NetNs::new(true);
+    let sock = ns.enter(|| host_socket(9000));
+    let kernel = testkernel();
+    let mut cmd = ns.command(sandvmm());
+    cmd.args(["--kernel", kernel.to_str().unwrap(), "--net", &format!("tap={TAP}")])
+        .args(["--cmdline", &format!("scenario=net-blast {GUEST_IP_ARGS} count={COUNT} size={SIZE} port=9000")]);
+    let vm = Vm::start_command(&mut cmd);
+    let start = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    sock.set_read_timeout(Some(READY)).unwrap();
+    for seq in 0..COUNT {
+        let (n, _) = sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("datagram {seq} missing: {e}"));
+        assert_eq!(n, SIZE, "datagram {seq} size");
+        assert_eq!(u32::from_be_bytes(buf[..4].try_into().unwrap()), seq, "out of order or lost");
+        for (j, b) in buf[4..n].iter().enumerate() {
+            assert_eq!(*b, (seq as usize + j + 4) as u8, "datagram {seq} byte {}", j + 4);
+        }
+    }
+    let rate = f64::from(COUNT) / start.elapsed().as_secs_f64();
+    eprintln!("net-blast: {rate:.0} datagrams/s of {SIZE} B (including boot)");
+    let run = vm.wait_exit(READY);
+    run.assert_guest_printed("SANDVMM-TEST: PASS net-blast");
+    assert!(run.stdout.contains(&format!("net-blast sent={COUNT}")));
+}
+
+#[test]
+fn a_busy_tap_is_a_one_line_error() {
+    let ns = NetNs::new(true);
+    let kernel = testkernel();
+    let run = ns.enter(|| {
+        // Hold the tap open: a second attach is refused with EBUSY.
+        let fd = open_tap_fd(TAP).expect("open tap");
+        let mut vm = Vm::start(&["--kernel", kernel.to_str().unwrap(), "--net", &format!("tap={TAP}")]);
+        vm.close_stdin();
+        let run = vm.wait_exit(READY);
+        // SAFETY: closing the fd opened above.
+        unsafe { libc::close(fd) };
+        run
+    });
+    run.assert_one_line_error(1, "cannot set up net0 (--net tap=tap0): tap tap0 is busy");
+}
+
+#[test]
+fn an_fd_that_is_not_a_tap_is_a_one_line_error() {
+    let kernel = testkernel();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+    // SAFETY: clearing FD_CLOEXEC on our own fd so the child inherits it.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let r = run(&["--kernel", kernel.to_str().unwrap(), "--net", &format!("fd={fd}")], READY);
+    r.assert_one_line_error(1, &format!("fd {fd} is not an open tap device"));
+    let r = run(&["--kernel", kernel.to_str().unwrap(), "--net", "fd=987"], READY);
+    r.assert_one_line_error(1, "fd 987 is not an open tap device");
+}
+
+#[test]
+fn bad_net_flags_are_one_line_errors() {
+    let kernel = testkernel();
+    let k = kernel.to_str().unwrap();
+    run(&["--kernel", k, "--net", "tap"], READY).assert_one_line_error(2, "invalid --net \"tap\"");
+    run(&["--kernel", k, "--net", "tap=a,mac=06:00:00:00:00:01", "--net", "tap=b,mac=06:00:00:00:00:01"], READY)
+        .assert_one_line_error(2, "which another --net already has");
+}
