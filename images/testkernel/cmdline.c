@@ -23,8 +23,11 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Returns the start of the value of the last occurrence, or NULL. */
-static const char *find_value(const char *key, size_t *vlen)
+/*
+ * Returns the start of the value of the last occurrence (or of the
+ * first, if first is set), or NULL.
+ */
+static const char *find_value(const char *key, size_t *vlen, bool first)
 {
 	size_t klen = strlen(key);
 	const char *found = NULL;
@@ -50,15 +53,15 @@ static const char *find_value(const char *key, size_t *vlen)
 			found = word + klen + 1;
 			*vlen = (size_t)(end - found);
 		}
+		if (found && first)
+			break;
 	}
 	return found;
 }
 
-bool cmdline_get(const char *key, char *out, size_t outlen)
+static bool copy_value(const char *v, size_t vlen, char *out,
+		       size_t outlen)
 {
-	size_t vlen = 0;
-	const char *v = find_value(key, &vlen);
-
 	if (!v)
 		return false;
 	if (outlen) {
@@ -70,10 +73,26 @@ bool cmdline_get(const char *key, char *out, size_t outlen)
 	return true;
 }
 
+bool cmdline_get(const char *key, char *out, size_t outlen)
+{
+	size_t vlen = 0;
+	const char *v = find_value(key, &vlen, false);
+
+	return copy_value(v, vlen, out, outlen);
+}
+
+bool cmdline_get_first(const char *key, char *out, size_t outlen)
+{
+	size_t vlen = 0;
+	const char *v = find_value(key, &vlen, true);
+
+	return copy_value(v, vlen, out, outlen);
+}
+
 u64 cmdline_get_u64(const char *key, u64 def)
 {
 	size_t vlen = 0;
-	const char *v = find_value(key, &vlen);
+	const char *v = find_value(key, &vlen, false);
 	unsigned base = 10;
 	u64 n = 0;
 

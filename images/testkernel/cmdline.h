@@ -20,6 +20,12 @@ const char *cmdline_get_all(void);
  */
 bool cmdline_get(const char *key, char *out, size_t outlen);
 
+/*
+ * Same, but the first occurrence wins. For keys that may repeat with
+ * different meanings, such as virtio_mmio.device= (one per device).
+ */
+bool cmdline_get_first(const char *key, char *out, size_t outlen);
+
 /* Decimal or 0x-hex value of key; def if absent or not a number. */
 u64 cmdline_get_u64(const char *key, u64 def);
 

@@ -25,6 +25,7 @@
 #include "cmdline.h"
 #include "cpu.h"
 #include "faults.h"
+#include "netscenarios.h"
 #include "serial.h"
 #include "smp.h"
 #include "x86.h"
@@ -204,7 +205,9 @@ static const struct scenario scenarios[] = {
 	{ "smp", run_smp },
 	{ "triple-fault", run_triple_fault },
 	{ "emulation-failure", run_emulation_failure },
-	/* virtio/net scenarios go here once virtio.c and net.c exist. */
+	{ "net-ping", run_net_ping },
+	{ "net-echo", run_net_echo },
+	{ "net-blast", run_net_blast },
 };
 
 const struct scenario *scenario_find(const char *name)
