@@ -1,0 +1,129 @@
+//! Names that policy conditions may use instead of numbers: ioctl request codes,
+//! protection bits, clone flags, signals and errno values (x86_64 values).
+//!
+//! The ioctl codes are computed with the kernel's `_IOC` encoding
+//! (include/uapi/asm-generic/ioctl.h) from their type, number and argument size, so
+//! each line can be checked against the header it comes from.
+
+const IOC_NONE: u64 = 0;
+const IOC_WRITE: u64 = 1;
+const IOC_READ: u64 = 2;
+
+/// `_IOC(dir, type, nr, size)`.
+pub const fn ioc(dir: u64, ty: u64, nr: u64, size: u64) -> u64 {
+    (dir << 30) | (size << 16) | (ty << 8) | nr
+}
+
+const KVMIO: u64 = 0xae;
+const TUN: u64 = b'T' as u64;
+
+/// `CLONE_*` flags a pthread_create passes (glibc's `clone_flags` in
+/// sysdeps/unix/sysv/linux/createthread.c).
+pub const CLONE_THREAD_FLAGS: u64 = 0x100 // CLONE_VM
+    | 0x200 // CLONE_FS
+    | 0x400 // CLONE_FILES
+    | 0x800 // CLONE_SIGHAND
+    | 0x1_0000 // CLONE_THREAD
+    | 0x4_0000 // CLONE_SYSVSEM
+    | 0x8_0000 // CLONE_SETTLS
+    | 0x10_0000 // CLONE_PARENT_SETTID
+    | 0x20_0000; // CLONE_CHILD_CLEARTID
+
+/// Every name with its value.
+pub const CONSTANTS: &[(&str, u64)] = &[
+    // linux/kvm.h
+    ("KVM_RUN", ioc(IOC_NONE, KVMIO, 0x80, 0)),
+    ("KVM_GET_REGS", ioc(IOC_READ, KVMIO, 0x81, 144)),
+    ("KVM_GET_SREGS", ioc(IOC_READ, KVMIO, 0x83, 312)),
+    ("KVM_TRANSLATE", ioc(IOC_READ | IOC_WRITE, KVMIO, 0x85, 24)),
+    (
+        "KVM_SET_USER_MEMORY_REGION",
+        ioc(IOC_WRITE, KVMIO, 0x46, 32),
+    ),
+    ("KVM_CREATE_VCPU", ioc(IOC_NONE, KVMIO, 0x41, 0)),
+    ("KVM_SET_REGS", ioc(IOC_WRITE, KVMIO, 0x82, 144)),
+    // linux/if_tun.h
+    ("TUNSETIFF", ioc(IOC_WRITE, TUN, 202, 4)),
+    ("TUNSETOFFLOAD", ioc(IOC_WRITE, TUN, 208, 4)),
+    // asm-generic/ioctls.h
+    ("TCGETS", 0x5401),
+    ("TCSETS", 0x5402),
+    ("FIONBIO", 0x5421),
+    ("FIOCLEX", 0x5451),
+    // asm-generic/mman-common.h
+    ("PROT_READ", 0x1),
+    ("PROT_WRITE", 0x2),
+    ("PROT_EXEC", 0x4),
+    ("MADV_DONTNEED", 4),
+    // linux/sched.h
+    ("CLONE_THREAD_FLAGS", CLONE_THREAD_FLAGS),
+    // signals (glibc's SIGRTMIN is 34: NPTL keeps 32 and 33 for itself)
+    ("SIGRTMIN", 34),
+    ("SIGABRT", 6),
+    // asm-generic/errno*.h
+    ("EPERM", 1),
+    ("ENOENT", 2),
+    ("EACCES", 13),
+    ("ENOSYS", 38),
+    // fds every process has
+    ("STDIN", 0),
+    ("STDOUT", 1),
+    ("STDERR", 2),
+];
+
+/// The value of `name`, or of a number written in decimal or 0x-hex.
+pub fn value_of(name: &str) -> Option<u64> {
+    let name = name.trim();
+    if let Some(hex) = name.strip_prefix("0x") {
+        return u64::from_str_radix(hex, 16).ok();
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() {
+        return name.parse().ok();
+    }
+    CONSTANTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The name of `value` among the ioctl request codes, for messages.
+pub fn ioctl_name(value: u64) -> Option<&'static str> {
+    CONSTANTS
+        .iter()
+        .find(|(n, v)| {
+            *v == value
+                && (n.starts_with("KVM_")
+                    || n.starts_with("TUN")
+                    || n.starts_with("TC")
+                    || n.starts_with("FIO"))
+        })
+        .map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_codes_match_the_headers() {
+        // Values as printed by a C program including linux/kvm.h and linux/if_tun.h.
+        assert_eq!(value_of("KVM_RUN"), Some(0xae80));
+        assert_eq!(value_of("KVM_GET_REGS"), Some(0x8090_ae81));
+        assert_eq!(value_of("KVM_GET_SREGS"), Some(0x8138_ae83));
+        assert_eq!(value_of("KVM_TRANSLATE"), Some(0xc018_ae85));
+        assert_eq!(value_of("TUNSETIFF"), Some(0x4004_54ca));
+        assert_eq!(value_of("TUNSETOFFLOAD"), Some(0x4004_54d0));
+    }
+
+    #[test]
+    fn numbers_and_names() {
+        assert_eq!(value_of("42"), Some(42));
+        assert_eq!(value_of("0x10"), Some(16));
+        assert_eq!(value_of("PROT_EXEC"), Some(4));
+        assert_eq!(value_of("NO_SUCH_THING"), None);
+        assert_eq!(value_of(""), None);
+        assert_eq!(ioctl_name(0xae80), Some("KVM_RUN"));
+    }
+
+    #[test]
+    fn thread_flags_are_what_glibc_passes() {
+        assert_eq!(CLONE_THREAD_FLAGS, 0x3d0f00);
+    }
+}

@@ -1,0 +1,275 @@
+//! Tests that run real filters: each case forks a child that installs a filter and
+//! makes one system call, and the parent checks how the child ended. The test harness
+//! itself is never filtered.
+
+use super::*;
+use crate::policy::{Condition, Rule};
+use crate::report;
+
+/// How a child ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Exited(i32),
+    Killed(i32),
+}
+
+/// Forks; the child installs `filter` (unless None) and runs `body`, then exits 0.
+/// `stderr` optionally receives the child's fd 2.
+fn in_child(filter: Option<&CompiledFilter>, stderr: Option<i32>, body: impl FnOnce()) -> End {
+    // SAFETY: the child runs only the filter install and raw system calls.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        if let Some(fd) = stderr {
+            // SAFETY: redirecting the child's stderr to a pipe we own.
+            unsafe { libc::dup2(fd, 2) };
+        }
+        if let Some(f) = filter {
+            if f.install().is_err() {
+                // SAFETY: leaving the child without running destructors.
+                unsafe { libc::_exit(90) };
+            }
+        }
+        body();
+        // SAFETY: as above.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFSIGNALED(status) {
+        End::Killed(libc::WTERMSIG(status))
+    } else {
+        End::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+fn sandbox(mode: Mode) -> Sandbox {
+    Sandbox::builtin(mode, Profile::Default, Optimize::Priority)
+}
+
+fn compiled(thread: ThreadKind, mode: Mode) -> CompiledFilter {
+    sandbox(mode).compile(thread).unwrap().unwrap()
+}
+
+/// A value satisfying `c`, and one violating it.
+fn satisfying(c: &Condition) -> (u64, u64) {
+    match c.op {
+        CondOp::Eq => (c.value, c.value ^ 0x1),
+        CondOp::Ne => (c.value ^ 0x1, c.value),
+        CondOp::Lt | CondOp::Le => (c.value.saturating_sub(1), c.value + 1),
+        CondOp::Gt | CondOp::Ge => (c.value + 1, c.value.saturating_sub(1)),
+        CondOp::MaskedEq(mask) => (c.value, (c.value & !mask) | (!c.value & mask)),
+    }
+}
+
+/// Arguments for `rule`'s call: bad fds and null pointers so that the call itself
+/// fails harmlessly, with the conditioned arguments set as given.
+fn args_for(rule: &Rule, violate: Option<usize>) -> [u64; 6] {
+    let mut args = [u64::MAX, 0, 0, 0, 0, 0]; // fd -1, NULL, 0, ...
+    for (i, c) in rule.conditions.iter().enumerate() {
+        let (good, bad) = satisfying(c);
+        args[c.arg as usize] = if violate == Some(i) { bad } else { good };
+    }
+    args
+}
+
+/// Calls that do not return or would disturb the child, tested separately.
+const NOT_CALLED_DIRECTLY: &[&str] = &["rt_sigreturn", "exit", "exit_group", "clone3"];
+
+fn raw_syscall(nr: i32, a: [u64; 6]) -> i64 {
+    // SAFETY: the arguments are chosen so that every call fails or does nothing.
+    unsafe { libc::syscall(nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+#[test]
+fn every_rule_allows_its_arguments_and_kills_on_a_mutated_one() {
+    for thread in ThreadKind::ALL {
+        let filter = compiled(thread, Mode::Enforce);
+        let sb = sandbox(Mode::Enforce);
+        for rule in sb.policy.rules_for(thread, Profile::Default) {
+            if NOT_CALLED_DIRECTLY.contains(&rule.syscall.as_str()) {
+                continue;
+            }
+            let allowed = args_for(rule, None);
+            let end = in_child(Some(&filter), None, || {
+                raw_syscall(rule.nr, allowed);
+            });
+            assert_eq!(
+                end,
+                End::Exited(0),
+                "{thread}: {} {allowed:x?} should pass",
+                rule.syscall
+            );
+            for i in 0..rule.conditions.len() {
+                let mutated = args_for(rule, Some(i));
+                // Another rule for the same call may allow the mutated value.
+                let allowed_elsewhere =
+                    sb.policy.rules_for(thread, Profile::Default).any(|other| {
+                        other.nr == rule.nr && other != rule && args_for(other, None) == mutated
+                    });
+                if allowed_elsewhere {
+                    continue;
+                }
+                let end = in_child(Some(&filter), None, || {
+                    raw_syscall(rule.nr, mutated);
+                });
+                assert_eq!(
+                    end,
+                    End::Killed(libc::SIGSYS),
+                    "{thread}: {} {mutated:x?} should be killed",
+                    rule.syscall
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn calls_outside_the_policy_kill_with_sigsys() {
+    for thread in ThreadKind::ALL {
+        let filter = compiled(thread, Mode::Enforce);
+        for nr in [
+            libc::SYS_getpid,
+            libc::SYS_openat,
+            libc::SYS_socket,
+            libc::SYS_execve,
+            libc::SYS_mprotect,
+        ] {
+            let end = in_child(Some(&filter), None, || {
+                raw_syscall(nr as i32, [u64::MAX, 0, 0, 0, 0, 0]);
+            });
+            assert_eq!(end, End::Killed(libc::SIGSYS), "{thread}: syscall {nr}");
+        }
+    }
+}
+
+#[test]
+fn prot_exec_is_denied() {
+    for thread in ThreadKind::ALL {
+        let filter = compiled(thread, Mode::Enforce);
+        let rw = in_child(Some(&filter), None, || {
+            // SAFETY: an anonymous private mapping, never used.
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+        });
+        assert_eq!(rw, End::Exited(0), "{thread}: plain mmap");
+        let exec = in_child(Some(&filter), None, || {
+            // SAFETY: as above, but executable: the filter must stop it.
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+        });
+        assert_eq!(exec, End::Killed(libc::SIGSYS), "{thread}: mmap PROT_EXEC");
+    }
+}
+
+#[test]
+fn clone3_returns_enosys() {
+    for thread in ThreadKind::ALL {
+        let filter = compiled(thread, Mode::Enforce);
+        let end = in_child(Some(&filter), None, || {
+            let rc = raw_syscall(libc::SYS_clone3 as i32, [0; 6]);
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            let code = if rc == -1 && errno == Some(libc::ENOSYS) {
+                0
+            } else {
+                1
+            };
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(code) };
+        });
+        assert_eq!(end, End::Exited(0), "{thread}");
+    }
+}
+
+#[test]
+fn exit_is_allowed_where_the_policy_says() {
+    let vcpu = compiled(ThreadKind::Vcpu, Mode::Enforce);
+    let end = in_child(Some(&vcpu), None, || {
+        raw_syscall(libc::SYS_exit as i32, [7, 0, 0, 0, 0, 0]);
+    });
+    assert_eq!(end, End::Exited(7));
+    let vmm = compiled(ThreadKind::Vmm, Mode::Enforce);
+    let end = in_child(Some(&vmm), None, || {
+        raw_syscall(libc::SYS_exit_group as i32, [5, 0, 0, 0, 0, 0]);
+    });
+    assert_eq!(end, End::Exited(5));
+}
+
+#[test]
+fn trap_mode_names_the_call_and_the_thread() {
+    report::install_trap_handler().unwrap();
+    let filter = compiled(ThreadKind::Vcpu, Mode::Trap);
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the pipe's two ends.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let end = in_child(Some(&filter), Some(fds[1]), || {
+        raw_syscall(libc::SYS_getpid as i32, [1, 2, 3, 4, 5, 6]);
+    });
+    // SAFETY: closing our write end so the read below sees EOF.
+    unsafe { libc::close(fds[1]) };
+    let mut buf = vec![0u8; 512];
+    // SAFETY: reads into a buffer we own.
+    let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: closing the read end.
+    unsafe { libc::close(fds[0]) };
+    let text = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
+    assert_eq!(end, End::Exited(report::TRAP_EXIT_STATUS), "{text}");
+    assert_eq!(text, "sandbox: blocked syscall getpid (39) in thread unknown, args [0x1, 0x2, 0x3, 0x4, 0x5, 0x6]\n");
+}
+
+#[test]
+fn log_mode_lets_calls_through() {
+    let filter = compiled(ThreadKind::Vcpu, Mode::Log);
+    let end = in_child(Some(&filter), None, || {
+        raw_syscall(libc::SYS_getpid as i32, [0; 6]);
+    });
+    assert_eq!(end, End::Exited(0));
+}
+
+#[test]
+fn off_compiles_nothing_and_both_layouts_compile() {
+    assert!(sandbox(Mode::Off)
+        .compile(ThreadKind::Vmm)
+        .unwrap()
+        .is_none());
+    for optimize in [Optimize::Priority, Optimize::Tree] {
+        let sb = Sandbox::builtin(Mode::Enforce, Profile::Strict, optimize);
+        for thread in ThreadKind::ALL {
+            let f = sb.compile(thread).unwrap().unwrap();
+            assert!(f.len() > 4 && f.to_bytes().len() == 8 * f.len());
+        }
+    }
+}
+
+#[test]
+fn priorities_follow_measured_counts() {
+    let mut sb = sandbox(Mode::Enforce);
+    sb.frequency = Frequency::parse("f", "[vcpu]\nwrite = 10\nioctl = 1000\n").unwrap();
+    let prio = sb.priorities_for(ThreadKind::Vcpu);
+    let of = |name: &str| {
+        let nr = libseccomp::ScmpSyscall::from_name(name)
+            .unwrap()
+            .as_raw_syscall();
+        prio.iter().find(|(n, _)| *n == nr).unwrap().1
+    };
+    assert_eq!(of("ioctl"), 255);
+    assert_eq!(of("write"), 254);
+    assert_eq!(of("futex"), 0, "never seen");
+}

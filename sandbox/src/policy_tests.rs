@@ -1,0 +1,270 @@
+//! Tests of the policy and frequency formats, and of the built-in policy itself.
+
+use super::*;
+
+const FILE: &str = "test.toml";
+
+fn parse(text: &str) -> Result<Policy, PolicyError> {
+    Policy::parse(FILE, text)
+}
+
+#[test]
+fn builtin_policy_and_table_parse() {
+    let p = Policy::builtin();
+    assert!(p.rules[&ThreadKind::Vcpu]
+        .iter()
+        .any(|r| r.syscall == "ioctl"));
+    let f = Frequency::builtin();
+    assert!(f.count(ThreadKind::Vcpu, "ioctl") > 0);
+}
+
+#[test]
+fn builtin_policy_has_no_dead_rules() {
+    // Every allowed call was seen in the measured workload, or says why it is needed.
+    let dead = Policy::builtin().dead_rules(&Frequency::builtin());
+    assert!(
+        dead.is_empty(),
+        "rules never seen in the frequency table and not marked rare: {dead:?}"
+    );
+}
+
+#[test]
+fn builtin_policy_never_allows_the_dangerous_calls() {
+    let forbidden = [
+        "open",
+        "openat",
+        "openat2",
+        "creat",
+        "socket",
+        "connect",
+        "bind",
+        "listen",
+        "accept",
+        "accept4",
+        "execve",
+        "execveat",
+        "fork",
+        "vfork",
+        "clone",
+        "ptrace",
+        "mount",
+        "umount2",
+        "setuid",
+        "setgid",
+        "setreuid",
+        "setresuid",
+        "setfsuid",
+        "capset",
+        "process_vm_writev",
+        "process_vm_readv",
+        "kexec_load",
+        "bpf",
+        "perf_event_open",
+        "init_module",
+        "finit_module",
+        "unshare",
+        "setns",
+        "chroot",
+        "pivot_root",
+        "mprotect",
+        "pkey_mprotect",
+        "mremap",
+        "memfd_create",
+        "userfaultfd",
+        "io_uring_setup",
+    ];
+    for (thread, rules) in &Policy::builtin().rules {
+        for r in rules {
+            assert!(
+                !forbidden.contains(&r.syscall.as_str()),
+                "{thread} allows {}",
+                r.syscall
+            );
+        }
+    }
+}
+
+#[test]
+fn builtin_mmap_rules_refuse_prot_exec_and_ioctl_rules_name_their_request() {
+    for rules in Policy::builtin().rules.values() {
+        for r in rules {
+            if r.syscall == "mmap" {
+                assert_eq!(
+                    r.conditions,
+                    vec![Condition {
+                        arg: 2,
+                        op: CondOp::MaskedEq(4),
+                        value: 0
+                    }]
+                );
+            }
+            if r.syscall == "ioctl" {
+                assert!(
+                    r.conditions
+                        .iter()
+                        .any(|c| c.arg == 1 && c.op == CondOp::Eq),
+                    "unrestricted ioctl"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn conditions() {
+    assert_eq!(
+        parse_condition("arg1 == KVM_RUN"),
+        Ok(Condition {
+            arg: 1,
+            op: CondOp::Eq,
+            value: 0xae80
+        })
+    );
+    assert_eq!(
+        parse_condition("arg2 & PROT_EXEC == 0"),
+        Ok(Condition {
+            arg: 2,
+            op: CondOp::MaskedEq(4),
+            value: 0
+        })
+    );
+    assert_eq!(
+        parse_condition("arg0 <= 0x10"),
+        Ok(Condition {
+            arg: 0,
+            op: CondOp::Le,
+            value: 16
+        })
+    );
+    assert_eq!(
+        parse_condition("arg3 != PROT_READ|PROT_WRITE"),
+        Ok(Condition {
+            arg: 3,
+            op: CondOp::Ne,
+            value: 3
+        })
+    );
+    for bad in [
+        "",
+        "arg6 == 1",
+        "x == 1",
+        "arg1 = 1",
+        "arg1 == NOPE",
+        "arg1 & 4 != 0",
+        "arg1 ==",
+        "arg1 == 1 2",
+    ] {
+        assert!(parse_condition(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_small_policy_with_every_feature() {
+    let p = parse(
+        r#"
+version = 1
+[[vmm]]
+syscall = "read"
+reason = "r"
+[[vmm]]
+syscall = "ioctl"
+args = ["arg1 == TUNSETOFFLOAD"]
+reason = "tap offloads"
+profiles = ["default"]
+[[vcpu]]
+syscall = "clone3"
+action = "errno:ENOSYS"
+reason = "fall back"
+rare = "never"
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.rules[&ThreadKind::Vmm].len(), 2);
+    assert_eq!(p.rules_for(ThreadKind::Vmm, Profile::Strict).count(), 1);
+    assert_eq!(p.rules_for(ThreadKind::Vmm, Profile::Default).count(), 2);
+    assert_eq!(p.rules[&ThreadKind::Vcpu][0].action, RuleAction::Errno(38));
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = parse("version = 1\n\n[[vmm]]\nsyscall = \"read\"\nreason = \n").unwrap_err();
+    assert!(matches!(err, PolicyError::Syntax { line: 5, .. }), "{err}");
+    let unknown_field =
+        parse("version = 1\n[[vmm]]\nsyscall = \"read\"\nreason = \"x\"\nallow = true\n")
+            .unwrap_err();
+    let text = unknown_field.to_string();
+    assert!(text.contains("line 5") && text.contains("allow"), "{text}");
+    assert!(!text.contains('\n'), "one line: {text:?}");
+}
+
+#[test]
+fn meaning_errors_name_the_rule_and_field() {
+    let cases = [
+        ("syscall = \"no_such_call\"\nreason = \"x\"", "syscall"),
+        ("syscall = \"read\"\nreason = \"\"", "reason"),
+        (
+            "syscall = \"read\"\nreason = \"x\"\nargs = [\"arg9 == 1\"]",
+            "args",
+        ),
+        (
+            "syscall = \"read\"\nreason = \"x\"\naction = \"kill\"",
+            "action",
+        ),
+        (
+            "syscall = \"read\"\nreason = \"x\"\nprofiles = [\"lax\"]",
+            "profiles",
+        ),
+        ("syscall = \"read\"\nreason = \"x\"\nrare = \" \"", "rare"),
+    ];
+    for (rule, field) in cases {
+        let text = format!(
+            "version = 1\n[[vcpu]]\nsyscall = \"write\"\nreason = \"ok\"\n[[vcpu]]\n{rule}\n"
+        );
+        let err = parse(&text).unwrap_err();
+        match &err {
+            PolicyError::Rule {
+                thread,
+                index,
+                field: f,
+                ..
+            } => {
+                assert_eq!((*thread, *index, *f), (ThreadKind::Vcpu, 2, field), "{err}");
+            }
+            other => panic!("{rule}: {other}"),
+        }
+        assert!(
+            err.to_string().starts_with("test.toml: [[vcpu]] rule 2"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn wrong_version_is_refused() {
+    assert!(matches!(
+        parse("version = 2\n"),
+        Err(PolicyError::Version(2, _))
+    ));
+}
+
+#[test]
+fn dead_rules_are_found_unless_rare() {
+    let p = parse(
+        "version = 1\n[[vmm]]\nsyscall = \"read\"\nreason = \"r\"\n[[vmm]]\nsyscall = \"close\"\nreason = \"c\"\n[[vmm]]\nsyscall = \"dup\"\nreason = \"d\"\nrare = \"on errors\"\n",
+    )
+    .unwrap();
+    let f = Frequency::parse("f", "[vmm]\nread = 10\n").unwrap();
+    assert_eq!(
+        p.dead_rules(&f),
+        vec![(ThreadKind::Vmm, "close".to_string())]
+    );
+}
+
+#[test]
+fn frequency_round_trip() {
+    let f = Frequency::parse("f", "[vcpu]\nioctl = 100\nwrite = 7\n[vmm]\nread = 3\n").unwrap();
+    let text = f.to_toml("measured here");
+    assert!(text.starts_with("# measured here\n"));
+    assert_eq!(Frequency::parse("f", &text).unwrap(), f);
+    assert!(Frequency::parse("f", "[gpu]\nread = 1\n").is_err());
+}
