@@ -17,8 +17,16 @@ const GUEST_IP_ARGS: &str = "guest_ip=10.0.0.2 host_ip=10.0.0.1";
 fn start_in(ns: &NetNs, scenario: &str, extra: &str) -> Vm {
     let kernel = testkernel();
     let mut cmd = ns.command(sandvmm());
-    cmd.args(["--kernel", kernel.to_str().unwrap(), "--net", &format!("tap={TAP}")])
-        .args(["--cmdline", &format!("scenario={scenario} {GUEST_IP_ARGS} {extra}")]);
+    cmd.args([
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--net",
+        &format!("tap={TAP}"),
+    ])
+    .args([
+        "--cmdline",
+        &format!("scenario={scenario} {GUEST_IP_ARGS} {extra}"),
+    ]);
     let mut vm = Vm::start_command(&mut cmd);
     vm.wait_for("SANDVMM-TEST: net ready", READY);
     vm
@@ -27,7 +35,8 @@ fn start_in(ns: &NetNs, scenario: &str, extra: &str) -> Vm {
 /// A UDP socket in the namespace, bound to the host address.
 fn host_socket(port: u16) -> UdpSocket {
     let sock = UdpSocket::bind((HOST_IP, port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     sock
 }
 
@@ -41,10 +50,18 @@ fn echo_round_trips(sock: &UdpSocket, count: u32, size: usize) -> f64 {
     let mut buf = vec![0u8; 2048];
     for seq in 0..count {
         let payload: Vec<u8> = (0..size)
-            .map(|j| if j < 4 { seq.to_be_bytes()[j] } else { (seq as usize + j) as u8 })
+            .map(|j| {
+                if j < 4 {
+                    seq.to_be_bytes()[j]
+                } else {
+                    (seq as usize + j) as u8
+                }
+            })
             .collect();
         sock.send_to(&payload, (GUEST_IP, 7)).unwrap();
-        let (n, from) = sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("no echo for datagram {seq}: {e}"));
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no echo for datagram {seq}: {e}"));
         assert_eq!(from.ip().to_string(), GUEST_IP);
         assert_eq!(&buf[..n], &payload[..], "echo of datagram {seq} differs");
     }
@@ -83,7 +100,11 @@ fn udp_echo_of_10000_datagrams_over_tap() {
     eprintln!("udp echo: {small:.0} round trips/s at 64 B, {large:.0} at 1400 B");
     let run = vm.wait_exit(READY);
     run.assert_guest_printed("SANDVMM-TEST: PASS net-echo");
-    assert!(run.stdout.contains("net-echo echoed=10001"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("net-echo echoed=10001"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -95,8 +116,13 @@ fn udp_echo_over_a_tap_fd_handed_in() {
         let fd = open_tap_fd(TAP).expect("open tap");
         ns.configure_tap();
         let mut cmd = std::process::Command::new(sandvmm());
-        cmd.args(["--kernel", kernel.to_str().unwrap(), "--net", &format!("fd={fd}")])
-            .args(["--cmdline", &format!("scenario=net-echo {GUEST_IP_ARGS}")]);
+        cmd.args([
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--net",
+            &format!("fd={fd}"),
+        ])
+        .args(["--cmdline", &format!("scenario=net-echo {GUEST_IP_ARGS}")]);
         let vm = Vm::start_command(&mut cmd);
         // SAFETY: the child has its copy; the test's copy is closed.
         unsafe { libc::close(fd) };
@@ -109,7 +135,8 @@ fn udp_echo_over_a_tap_fd_handed_in() {
         echo_round_trips(&sock, 500, 512);
         send_quit(&sock);
     });
-    vm.wait_exit(READY).assert_guest_printed("SANDVMM-TEST: PASS net-echo");
+    vm.wait_exit(READY)
+        .assert_guest_printed("SANDVMM-TEST: PASS net-echo");
 }
 
 #[test]
@@ -120,18 +147,37 @@ fn net_blast_arrives_complete_and_in_order() {
     let sock = ns.enter(|| host_socket(9000));
     let kernel = testkernel();
     let mut cmd = ns.command(sandvmm());
-    cmd.args(["--kernel", kernel.to_str().unwrap(), "--net", &format!("tap={TAP}")])
-        .args(["--cmdline", &format!("scenario=net-blast {GUEST_IP_ARGS} count={COUNT} size={SIZE} port=9000")]);
+    cmd.args([
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--net",
+        &format!("tap={TAP}"),
+    ])
+    .args([
+        "--cmdline",
+        &format!("scenario=net-blast {GUEST_IP_ARGS} count={COUNT} size={SIZE} port=9000"),
+    ]);
     let vm = Vm::start_command(&mut cmd);
     let start = Instant::now();
     let mut buf = vec![0u8; 2048];
     sock.set_read_timeout(Some(READY)).unwrap();
     for seq in 0..COUNT {
-        let (n, _) = sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("datagram {seq} missing: {e}"));
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {seq} missing: {e}"));
         assert_eq!(n, SIZE, "datagram {seq} size");
-        assert_eq!(u32::from_be_bytes(buf[..4].try_into().unwrap()), seq, "out of order or lost");
+        assert_eq!(
+            u32::from_be_bytes(buf[..4].try_into().unwrap()),
+            seq,
+            "out of order or lost"
+        );
         for (j, b) in buf[4..n].iter().enumerate() {
-            assert_eq!(*b, (seq as usize + j + 4) as u8, "datagram {seq} byte {}", j + 4);
+            assert_eq!(
+                *b,
+                (seq as usize + j + 4) as u8,
+                "datagram {seq} byte {}",
+                j + 4
+            );
         }
     }
     let rate = f64::from(COUNT) / start.elapsed().as_secs_f64();
@@ -148,7 +194,12 @@ fn a_busy_tap_is_a_one_line_error() {
     let run = ns.enter(|| {
         // Hold the tap open: a second attach is refused with EBUSY.
         let fd = open_tap_fd(TAP).expect("open tap");
-        let mut vm = Vm::start(&["--kernel", kernel.to_str().unwrap(), "--net", &format!("tap={TAP}")]);
+        let mut vm = Vm::start(&[
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--net",
+            &format!("tap={TAP}"),
+        ]);
         vm.close_stdin();
         let run = vm.wait_exit(READY);
         // SAFETY: closing the fd opened above.
@@ -165,9 +216,20 @@ fn an_fd_that_is_not_a_tap_is_a_one_line_error() {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
     // SAFETY: clearing FD_CLOEXEC on our own fd so the child inherits it.
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    let r = run(&["--kernel", kernel.to_str().unwrap(), "--net", &format!("fd={fd}")], READY);
+    let r = run(
+        &[
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--net",
+            &format!("fd={fd}"),
+        ],
+        READY,
+    );
     r.assert_one_line_error(1, &format!("fd {fd} is not an open tap device"));
-    let r = run(&["--kernel", kernel.to_str().unwrap(), "--net", "fd=987"], READY);
+    let r = run(
+        &["--kernel", kernel.to_str().unwrap(), "--net", "fd=987"],
+        READY,
+    );
     r.assert_one_line_error(1, "fd 987 is not an open tap device");
 }
 
@@ -176,6 +238,16 @@ fn bad_net_flags_are_one_line_errors() {
     let kernel = testkernel();
     let k = kernel.to_str().unwrap();
     run(&["--kernel", k, "--net", "tap"], READY).assert_one_line_error(2, "invalid --net \"tap\"");
-    run(&["--kernel", k, "--net", "tap=a,mac=06:00:00:00:00:01", "--net", "tap=b,mac=06:00:00:00:00:01"], READY)
-        .assert_one_line_error(2, "which another --net already has");
+    run(
+        &[
+            "--kernel",
+            k,
+            "--net",
+            "tap=a,mac=06:00:00:00:00:01",
+            "--net",
+            "tap=b,mac=06:00:00:00:00:01",
+        ],
+        READY,
+    )
+    .assert_one_line_error(2, "which another --net already has");
 }

@@ -15,7 +15,10 @@ pub const GUEST_IP: &str = "10.0.0.2";
 pub const TAP: &str = "tap0";
 
 fn ip(args: &[&str]) -> bool {
-    Command::new("ip").args(args).status().is_ok_and(|s| s.success())
+    Command::new("ip")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A network namespace holding tap0, deleted on drop.
@@ -28,8 +31,15 @@ impl NetNs {
     /// `create_tap` false the tap is left for sandvmm or the test to create.
     pub fn new(create_tap: bool) -> NetNs {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("sbx{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst));
-        assert!(ip(&["netns", "add", &name]), "cannot create network namespace {name} (root needed)");
+        let name = format!(
+            "sbx{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        );
+        assert!(
+            ip(&["netns", "add", &name]),
+            "cannot create network namespace {name} (root needed)"
+        );
         let ns = NetNs { name };
         assert!(ip(&["-n", &ns.name, "link", "set", "lo", "up"]));
         if create_tap {
@@ -40,13 +50,23 @@ impl NetNs {
 
     /// Creates tap0 (persistent, so sandvmm attaches to it) with the host address.
     pub fn add_tap(&self) {
-        assert!(ip(&["-n", &self.name, "tuntap", "add", "dev", TAP, "mode", "tap"]));
+        assert!(ip(&[
+            "-n", &self.name, "tuntap", "add", "dev", TAP, "mode", "tap"
+        ]));
         self.configure_tap();
     }
 
     /// Gives tap0 its address and brings it up.
     pub fn configure_tap(&self) {
-        assert!(ip(&["-n", &self.name, "addr", "add", &format!("{HOST_IP}/24"), "dev", TAP]));
+        assert!(ip(&[
+            "-n",
+            &self.name,
+            "addr",
+            "add",
+            &format!("{HOST_IP}/24"),
+            "dev",
+            TAP
+        ]));
         assert!(ip(&["-n", &self.name, "link", "set", TAP, "up"]));
     }
 
@@ -77,7 +97,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
