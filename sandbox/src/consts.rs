@@ -50,6 +50,8 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("TCSETS", 0x5402),
     ("FIONBIO", 0x5421),
     ("FIOCLEX", 0x5451),
+    // asm-generic/fcntl.h
+    ("F_GETFD", 1),
     // asm-generic/mman-common.h
     ("PROT_READ", 0x1),
     ("PROT_WRITE", 0x2),

@@ -68,7 +68,12 @@ impl Sandbox {
         };
         let fail = |what: String| FilterError::Compile { thread, what };
         let mut ctx = ScmpFilterContext::new(default).map_err(|e| fail(e.to_string()))?;
-        for rule in self.policy.rules_for(thread, self.profile) {
+        // A trace filter has no rules: the profiler must see every call.
+        let rules = self
+            .policy
+            .rules_for(thread, self.profile)
+            .filter(|_| self.mode != Mode::Trace);
+        for rule in rules {
             let action = match rule.action {
                 RuleAction::Allow => ScmpAction::Allow,
                 RuleAction::Errno(e) => ScmpAction::Errno(e),
@@ -143,6 +148,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// libseccomp's pseudo filter code for `thread` (empty with mode off).
+    pub fn pfc(&self, thread: ThreadKind) -> Result<String, FilterError> {
+        let Some(ctx) = self.context(thread)? else {
+            return Ok(String::new());
+        };
+        let bytes = export_via_memfd(|f| ctx.export_pfc(f).map_err(|e| format!("export: {e}")))
+            .map_err(|what| FilterError::Compile { thread, what })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// Compiles the filter for `thread` (None with mode off).
     pub fn compile(&self, thread: ThreadKind) -> Result<Option<CompiledFilter>, FilterError> {
         let Some(ctx) = self.context(thread)? else {
@@ -162,24 +177,30 @@ impl Sandbox {
     }
 }
 
-/// The BPF program of `ctx`. libseccomp 2.5 exports only to an fd, so it goes
-/// through an anonymous memory file.
-fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>, String> {
+/// What an export function of libseccomp writes to an fd. libseccomp 2.5 exports only
+/// to fds, so it goes through an anonymous memory file.
+fn export_via_memfd(
+    export: impl FnOnce(&std::fs::File) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
     use std::io::{Read, Seek};
     use std::os::fd::FromRawFd;
     // SAFETY: memfd_create with a NUL-terminated name; the fd is owned by `file` below.
-    let fd = unsafe { libc::memfd_create(c"sandvmm-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(c"sandvmm-export".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
         return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
     }
     // SAFETY: `fd` was just created and nothing else owns it.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    ctx.export_bpf(&file).map_err(|e| format!("export: {e}"))?;
+    export(&file)?;
     let mut bytes = Vec::new();
     file.rewind()
         .and_then(|()| file.read_to_end(&mut bytes))
         .map_err(|e| format!("export: {e}"))?;
     Ok(bytes)
+}
+
+fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>, String> {
+    export_via_memfd(|f| ctx.export_bpf(f).map_err(|e| format!("export: {e}")))
 }
 
 impl CompiledFilter {

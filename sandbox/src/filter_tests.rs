@@ -130,11 +130,11 @@ fn calls_outside_the_policy_kill_with_sigsys() {
     for thread in ThreadKind::ALL {
         let filter = compiled(thread, Mode::Enforce);
         for nr in [
-            libc::SYS_getpid,
+            libc::SYS_getppid,
             libc::SYS_openat,
             libc::SYS_socket,
             libc::SYS_execve,
-            libc::SYS_mprotect,
+            libc::SYS_ptrace,
         ] {
             let end = in_child(Some(&filter), None, || {
                 raw_syscall(nr as i32, [u64::MAX, 0, 0, 0, 0, 0]);
@@ -176,6 +176,22 @@ fn prot_exec_is_denied() {
             };
         });
         assert_eq!(exec, End::Killed(libc::SIGSYS), "{thread}: mmap PROT_EXEC");
+        let mut page = vec![0u8; 8192];
+        let aligned = ((page.as_mut_ptr() as usize + 4095) & !4095) as *mut libc::c_void;
+        let rw = in_child(Some(&filter), None, || {
+            // SAFETY: re-protecting a page of our own heap with the same access.
+            unsafe { libc::mprotect(aligned, 4096, libc::PROT_READ | libc::PROT_WRITE) };
+        });
+        assert_eq!(rw, End::Exited(0), "{thread}: mprotect RW");
+        let exec = in_child(Some(&filter), None, || {
+            // SAFETY: as above, making it executable: the filter must stop it.
+            unsafe { libc::mprotect(aligned, 4096, libc::PROT_READ | libc::PROT_EXEC) };
+        });
+        assert_eq!(
+            exec,
+            End::Killed(libc::SIGSYS),
+            "{thread}: mprotect PROT_EXEC"
+        );
     }
 }
 

@@ -67,6 +67,25 @@ pub struct Condition {
     pub value: u64,
 }
 
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match consts::ioctl_name(self.value) {
+            Some(name) if self.arg == 1 => name.to_string(),
+            _ => format!("{:#x}", self.value),
+        };
+        let op = match self.op {
+            CondOp::Eq => "==",
+            CondOp::Ne => "!=",
+            CondOp::Lt => "<",
+            CondOp::Le => "<=",
+            CondOp::Gt => ">",
+            CondOp::Ge => ">=",
+            CondOp::MaskedEq(mask) => return write!(f, "arg{} & {mask:#x} == {value}", self.arg),
+        };
+        write!(f, "arg{} {op} {value}", self.arg)
+    }
+}
+
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleAction {

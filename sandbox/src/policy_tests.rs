@@ -66,7 +66,6 @@ fn builtin_policy_never_allows_the_dangerous_calls() {
         "setns",
         "chroot",
         "pivot_root",
-        "mprotect",
         "pkey_mprotect",
         "mremap",
         "memfd_create",
@@ -85,10 +84,10 @@ fn builtin_policy_never_allows_the_dangerous_calls() {
 }
 
 #[test]
-fn builtin_mmap_rules_refuse_prot_exec_and_ioctl_rules_name_their_request() {
+fn builtin_mmap_and_mprotect_rules_refuse_prot_exec_and_ioctl_rules_name_their_request() {
     for rules in Policy::builtin().rules.values() {
         for r in rules {
-            if r.syscall == "mmap" {
+            if r.syscall == "mmap" || r.syscall == "mprotect" {
                 assert_eq!(
                     r.conditions,
                     vec![Condition {

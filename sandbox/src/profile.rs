@@ -83,7 +83,10 @@ fn trace(pid: libc::pid_t) -> Result<(Frequency, WorkloadEnd), ProfileError> {
     if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
         return Err(last_error("waitpid"));
     }
-    let options = libc::PTRACE_O_TRACESECCOMP | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL;
+    let options = libc::PTRACE_O_TRACESECCOMP
+        | libc::PTRACE_O_TRACECLONE
+        | libc::PTRACE_O_TRACEEXEC
+        | libc::PTRACE_O_EXITKILL;
     // SAFETY: sets options on our stopped child.
     if unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options) } != 0 {
         return Err(last_error("PTRACE_SETOPTIONS"));
@@ -122,7 +125,7 @@ fn trace(pid: libc::pid_t) -> Result<(Frequency, WorkloadEnd), ProfileError> {
             }
             cont(tid, 0);
         } else if signal == libc::SIGTRAP && event != 0 {
-            // Clone events and the like.
+            // Exec, clone and the like.
             cont(tid, 0);
         } else if signal == libc::SIGSTOP && event == 0 && !kinds.contains_key(&tid) && tid != pid {
             // A new thread's initial stop.

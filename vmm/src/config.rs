@@ -1,12 +1,15 @@
-//! The command line and the validated VM configuration it turns into.
+//! The validated VM configuration, made from the run flags of [`crate::cli`].
 //!
-//! `clap` parses the flags; [`Cli::into_config`] checks what clap cannot (sizes, counts,
-//! serial targets) so that the builder only ever sees a configuration that makes sense.
+//! [`RunArgs::into_config`] checks what clap cannot (sizes, counts, serial targets, net
+//! specs, sandbox options) so that the builder only ever sees a configuration that
+//! makes sense.
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use devices::virtio::net::{format_mac, parse_mac, MacAddr};
+use sandbox::{Mode, Optimize, Profile};
+
+pub use crate::cli::RunArgs;
 
 use crate::memory::{MIN_MEMORY, PAGE_SIZE};
 
@@ -19,55 +22,6 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
 
 /// Largest vCPU count the MP table can describe (APIC IDs are 8 bits; one ID is the IOAPIC's).
 pub const MAX_VCPUS: u8 = 254;
-
-/// sandvmm: a small KVM virtual machine monitor with a seccomp sandbox built in.
-///
-/// Boots a Linux kernel (ELF vmlinux or bzImage) or the sandvmm test kernel with a serial
-/// console. The VM ends when the guest resets (Linux: `reboot` with `reboot=k`), powers
-/// off or triple-faults; sandvmm then exits with status 0. On a terminal, type Ctrl-A x
-/// to quit.
-#[derive(Debug, Parser)]
-#[command(name = "sandvmm", version, about, long_about)]
-pub struct Cli {
-    /// Guest kernel: an uncompressed ELF vmlinux (entered through the 64-bit boot
-    /// protocol) or a bzImage.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
-
-    /// Initial ramdisk (an initramfs cpio archive), placed at the top of low memory.
-    #[arg(long, value_name = "PATH")]
-    pub initrd: Option<PathBuf>,
-
-    /// Text appended to the default kernel command line
-    /// ("console=ttyS0 reboot=k panic=1 pci=off").
-    #[arg(long, value_name = "STR")]
-    pub cmdline: Option<String>,
-
-    /// Number of vCPUs (1 to what KVM supports on this host).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub cpus: u32,
-
-    /// Guest memory: a number with an optional K, M or G suffix (binary units);
-    /// a plain number means MiB.
-    #[arg(long, value_name = "SIZE", default_value = "128M")]
-    pub memory: String,
-
-    /// Where the guest's serial console goes: `stdio` (input from stdin, raw mode on a
-    /// terminal), `file:PATH` (output only), or `none`.
-    #[arg(long, value_name = "TARGET", default_value = "stdio")]
-    pub serial: String,
-
-    /// A virtio-net device: `tap=NAME[,mac=MAC]` attaches to (or, with CAP_NET_ADMIN,
-    /// creates) tap NAME; `fd=N[,mac=MAC]` adopts tap fd N, opened by whoever started
-    /// sandvmm with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. Repeat for more devices.
-    #[arg(long, value_name = "SPEC")]
-    pub net: Vec<String>,
-
-    /// Do not adapt the guest to an emulating host KVM (kvm_pvm): no extra kernel
-    /// command-line items, no CPUID changes.
-    #[arg(long)]
-    pub no_host_adapt: bool,
-}
 
 /// Where serial output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +72,17 @@ pub struct VmConfig {
     pub serial: SerialTarget,
     pub nets: Vec<NetConfig>,
     pub host_adapt: bool,
+    pub sandbox: SandboxConfig,
+}
+
+/// How the sandbox runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    pub mode: Mode,
+    pub profile: Profile,
+    pub optimize: Optimize,
+    /// A policy file replacing the built-in one.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// Errors in the command-line values.
@@ -139,9 +104,17 @@ pub enum ConfigError {
     DuplicateMac { spec: String, mac: String },
     #[error("{0} --net devices given; at most {MAX_NET_DEVICES} are supported")]
     TooManyNets(usize),
+    #[error("--kernel is required")]
+    NoKernel,
+    #[error("invalid {flag}: {message}")]
+    Sandbox { flag: &'static str, message: String },
+    #[error(
+        "--sandbox-profile strict takes taps only as fds (--net fd=N); {0:?} opens one by name"
+    )]
+    StrictNeedsFd(String),
 }
 
-impl Cli {
+impl RunArgs {
     /// Validates the parsed flags.
     pub fn into_config(self) -> Result<VmConfig, ConfigError> {
         if self.cpus == 0 || self.cpus > u32::from(MAX_VCPUS) {
@@ -161,11 +134,47 @@ impl Cli {
             }
             nets.push(net);
         }
+        let sandbox = SandboxConfig {
+            mode: if self.sandbox_trace {
+                Mode::Trace
+            } else {
+                self.sandbox
+                    .parse()
+                    .map_err(|message| ConfigError::Sandbox {
+                        flag: "--sandbox",
+                        message,
+                    })?
+            },
+            profile: self
+                .sandbox_profile
+                .parse()
+                .map_err(|message| ConfigError::Sandbox {
+                    flag: "--sandbox-profile",
+                    message,
+                })?,
+            optimize: self
+                .sandbox_optimize
+                .parse()
+                .map_err(|message| ConfigError::Sandbox {
+                    flag: "--sandbox-optimize",
+                    message,
+                })?,
+            policy_file: self.sandbox_policy,
+        };
+        if sandbox.profile == Profile::Strict {
+            if let Some(net) = nets
+                .iter()
+                .find(|n| matches!(n.backend, NetBackend::Tap(_)))
+            {
+                return Err(ConfigError::StrictNeedsFd(net.spec.clone()));
+            }
+        }
         Ok(VmConfig {
+            sandbox,
             memory_bytes: parse_memory(&self.memory)?,
             serial: parse_serial(&self.serial)?,
             nets,
-            kernel: self.kernel,
+            kernel: self.kernel.ok_or(ConfigError::NoKernel)?,
             initrd: self.initrd,
             extra_cmdline: self.cmdline.filter(|c| !c.trim().is_empty()),
             vcpus: self.cpus as u8,
@@ -253,10 +262,13 @@ fn parse_serial(text: &str) -> Result<SerialTarget, ConfigError> {
 mod tests {
     use super::*;
 
+    use crate::cli::Cli;
+    use clap::Parser;
+
     fn cli(args: &[&str]) -> Result<VmConfig, ConfigError> {
         let mut argv = vec!["sandvmm", "--kernel", "k"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).unwrap().into_config()
+        Cli::try_parse_from(argv).unwrap().run.into_config()
     }
 
     #[test]
@@ -367,6 +379,35 @@ mod tests {
             args.extend_from_slice(&["--net", m.as_str()]);
         }
         assert_eq!(cli(&args), Err(ConfigError::TooManyNets(20)));
+    }
+
+    #[test]
+    fn sandbox_options() {
+        let c = cli(&[]).unwrap().sandbox;
+        assert_eq!(
+            (c.mode, c.profile, c.optimize),
+            (Mode::Enforce, Profile::Default, Optimize::Priority)
+        );
+        let c = cli(&["--sandbox", "trap", "--sandbox-optimize", "tree"])
+            .unwrap()
+            .sandbox;
+        assert_eq!((c.mode, c.optimize), (Mode::Trap, Optimize::Tree));
+        assert!(matches!(
+            cli(&["--sandbox", "trace"]),
+            Err(ConfigError::Sandbox {
+                flag: "--sandbox",
+                ..
+            })
+        ));
+        assert!(matches!(
+            cli(&["--sandbox-profile", "lax"]),
+            Err(ConfigError::Sandbox { .. })
+        ));
+        assert_eq!(
+            cli(&["--sandbox-profile", "strict", "--net", "tap=t0"]),
+            Err(ConfigError::StrictNeedsFd("tap=t0".into()))
+        );
+        assert!(cli(&["--sandbox-profile", "strict", "--net", "fd=3"]).is_ok());
     }
 
     #[test]

@@ -7,17 +7,19 @@
 
 pub mod boot;
 pub mod builder;
+pub mod cli;
 pub mod config;
 pub mod event_loop;
 pub mod host;
 pub mod memory;
 pub mod net;
+pub mod sandbox_cmd;
 pub mod terminal;
 pub mod vcpu;
 pub mod x86_64;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
@@ -29,7 +31,8 @@ use crate::config::VmConfig;
 use crate::event_loop::{ConsoleInput, ExitWatch, Outcome};
 use crate::host::Host;
 use crate::terminal::RawMode;
-use crate::vcpu::Vcpu;
+use crate::vcpu::{StartGate, Vcpu, VcpuStart};
+use sandbox::{CompiledFilter, FilterError, Frequency, Sandbox, ThreadKind};
 
 /// How long to wait for vCPU threads to leave `KVM_RUN` at shutdown.
 const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -47,6 +50,12 @@ pub enum Error {
     Signal(#[source] std::io::Error),
     #[error("cannot start vCPU thread {0}")]
     Spawn(u8, #[source] std::io::Error),
+    #[error(transparent)]
+    Policy(#[from] sandbox_cmd::SandboxCmdError),
+    #[error("cannot set up the sandbox")]
+    Sandbox(#[from] FilterError),
+    #[error("cannot install the trap-mode SIGSYS handler")]
+    TrapHandler(#[source] std::io::Error),
     #[error("vcpu{index}: {error}")]
     Vcpu {
         index: u8,
@@ -74,9 +83,36 @@ pub struct Vmm {
     pub boot: BootInfo,
 }
 
+/// The compiled filter of each thread kind (None with `--sandbox off`).
+pub struct Filters {
+    pub vmm: Option<CompiledFilter>,
+    pub vcpu: Option<CompiledFilter>,
+}
+
+impl Filters {
+    /// Compiles the configured policy; installs the SIGSYS handler for trap mode.
+    pub fn prepare(config: &config::SandboxConfig) -> Result<Filters, Error> {
+        let sandbox = Sandbox {
+            policy: sandbox_cmd::load_policy(config.policy_file.as_deref())?,
+            frequency: Frequency::builtin(),
+            mode: config.mode,
+            profile: config.profile,
+            optimize: config.optimize,
+            priorities: true,
+        };
+        if config.mode == sandbox::Mode::Trap {
+            sandbox::report::install_trap_handler().map_err(Error::TrapHandler)?;
+        }
+        Ok(Filters {
+            vmm: sandbox.compile(ThreadKind::Vmm)?,
+            vcpu: sandbox.compile(ThreadKind::Vcpu)?,
+        })
+    }
+}
+
 impl Vmm {
     /// Runs the VM until it ends; returns how it ended.
-    pub fn run(self) -> Result<Outcome, Error> {
+    pub fn run(self, filters: Filters) -> Result<Outcome, Error> {
         vcpu::register_kick_handler().map_err(Error::Signal)?;
         let mut events = EventManager::<Subscriber>::new().map_err(Error::EventLoop)?;
         events.add_subscriber(self.exit_watch.clone());
@@ -90,19 +126,39 @@ impl Vmm {
                 raw_mode = RawMode::enter(libc::STDIN_FILENO).map_err(Error::Terminal)?;
             }
         }
-        // Every device, fd and mapping exists now: this is where the VMM thread's
-        // seccomp filter goes (issue 4), just before the event loop.
 
-        let mut handles = Vec::with_capacity(self.vcpus.len());
+        // Every device, fd and mapping exists now. The vCPU threads start and install
+        // their own filters; then this thread installs its filter; only then do the
+        // vCPUs enter KVM_RUN (they wait at the gate).
+        let count = self.vcpus.len();
+        let gate = Arc::new(StartGate::default());
+        let (installed_tx, installed_rx) = mpsc::channel();
+        let mut handles = Vec::with_capacity(count);
         for vcpu in self.vcpus {
             let index = vcpu.index;
-            match vcpu.start() {
+            let start = VcpuStart {
+                filter: filters.vcpu.clone(),
+                installed: installed_tx.clone(),
+                gate: gate.clone(),
+            };
+            match vcpu.start(start) {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
+                    gate.open(false);
                     vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
                     return Err(Error::Spawn(index, e));
                 }
             }
+        }
+        let mut failure = installed_rx.iter().take(count).find_map(Result::err);
+        if failure.is_none() {
+            sandbox::report::set_thread_name(&ThreadKind::Vmm.thread_name(0));
+            failure = filters.vmm.as_ref().and_then(|f| f.install().err());
+        }
+        gate.open(failure.is_none());
+        if let Some(e) = failure {
+            vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
+            return Err(Error::Sandbox(e));
         }
 
         let outcome = loop {
@@ -131,10 +187,11 @@ impl Vmm {
 /// Builds and runs a VM. `trace_boot` prints start-up timestamps on stderr.
 pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     let host = Host::detect(config.host_adapt);
+    let filters = Filters::prepare(&config.sandbox)?;
     let vmm = builder::build(config, host, trace_boot)?;
     // Said only once the VM is built, so that a bad-input error stays a single line.
     if let Some(notice) = host.notice() {
         eprintln!("{notice}");
     }
-    vmm.run()
+    vmm.run(filters)
 }

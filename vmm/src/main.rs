@@ -1,15 +1,19 @@
-//! The `sandvmm` command: parse the command line, run the VM, turn the result into one
-//! line on stderr and an exit status.
+//! The `sandvmm` command: parse the command line, run the VM (or a `sandbox`
+//! subcommand), turn the result into one line on stderr and an exit status.
 //!
 //! Exit status: 0 when the guest ended itself (reset, power-off, triple fault) or the
-//! user quit; 1 for any error; 2 for a bad command line.
+//! user quit; 1 for any error; 2 for a bad command line; 100 after a call blocked in
+//! `--sandbox trap` mode; a process killed by the enforcing sandbox dies of SIGSYS
+//! (a shell shows 159).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use vmm::config::Cli;
+use vmm::cli::{Cli, Command, SandboxCommand};
 use vmm::event_loop::Outcome;
+use vmm::sandbox_cmd;
 use vmm::vcpu::StopReason;
 
 /// Set to 1 to print start-up timestamps (CLOCK_MONOTONIC) on stderr, for benchmarks.
@@ -30,7 +34,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match cli.into_config() {
+    match cli.command {
+        Some(Command::Sandbox(cmd)) => sandbox_command(cmd),
+        None => run_vm(cli.run),
+    }
+}
+
+fn run_vm(args: vmm::cli::RunArgs) -> ExitCode {
+    let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("sandvmm: {e}");
@@ -51,6 +62,53 @@ fn main() -> ExitCode {
             eprintln!("sandvmm: vcpu{index}: {}", chain(&error));
             ExitCode::FAILURE
         }
+        Err(e) => {
+            eprintln!("sandvmm: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sandbox_command(cmd: SandboxCommand) -> ExitCode {
+    let result = match cmd {
+        SandboxCommand::Show {
+            thread,
+            format,
+            profile,
+            optimize,
+            policy,
+        } => sandbox_cmd::show(
+            thread.as_deref(),
+            &format,
+            &profile,
+            &optimize,
+            policy.as_deref(),
+        )
+        .map(|out| {
+            let _ = std::io::stdout().write_all(&out);
+        }),
+        SandboxCommand::Profile {
+            out,
+            merge,
+            run_args,
+        } => sandbox_cmd::profile(&run_args, merge.as_ref()).and_then(|(table, summary)| {
+            eprintln!("sandvmm: profiled: {summary}");
+            match out {
+                Some(path) => std::fs::write(&path, table).map_err(|source| {
+                    sandbox_cmd::SandboxCmdError::Write {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                }),
+                None => {
+                    print!("{table}");
+                    Ok(())
+                }
+            }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandvmm: {}", chain(&e));
             ExitCode::FAILURE

@@ -11,14 +11,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use devices::bus::Bus;
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use sandbox::ThreadKind;
+use sandbox::{CompiledFilter, FilterError, ThreadKind};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
@@ -143,16 +143,71 @@ pub struct Vcpu {
     pub trace_boot: bool,
 }
 
-impl Vcpu {
-    /// Starts the thread `vcpuN`.
-    pub fn start(self) -> std::io::Result<JoinHandle<()>> {
-        thread::Builder::new()
-            .name(ThreadKind::Vcpu.thread_name(self.index.into()))
-            .spawn(move || self.run())
+/// Holds the vCPU threads until the VMM thread says whether they may run.
+#[derive(Debug, Default)]
+pub struct StartGate {
+    decision: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl StartGate {
+    /// Releases every waiting thread: to run the guest (`true`) or to end (`false`).
+    pub fn open(&self, run: bool) {
+        *self.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(run);
+        self.opened.notify_all();
     }
 
-    fn run(mut self) {
-        // The vCPU's seccomp filter is installed here, before the first KVM_RUN (issue 4).
+    /// Waits for the decision.
+    pub fn wait(&self) -> bool {
+        let mut decision = self.decision.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(run) = *decision {
+                return run;
+            }
+            decision = self
+                .opened
+                .wait(decision)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// How a vCPU thread starts: its filter, where to say whether it is installed, and
+/// the gate that holds every vCPU until all threads are filtered.
+pub struct VcpuStart {
+    pub filter: Option<CompiledFilter>,
+    pub installed: Sender<Result<(), FilterError>>,
+    pub gate: Arc<StartGate>,
+}
+
+impl Vcpu {
+    /// Starts the thread `vcpuN`. The thread hands the `Vcpu` back when it ends, so its
+    /// fds are closed on the VMM thread and a vCPU filter need not allow `close`.
+    pub fn start(self, start: VcpuStart) -> std::io::Result<JoinHandle<Vcpu>> {
+        thread::Builder::new()
+            .name(ThreadKind::Vcpu.thread_name(self.index.into()))
+            .spawn(move || self.run(start))
+    }
+
+    fn run(mut self, start: VcpuStart) -> Vcpu {
+        // The thread's own filter comes first, before the first KVM_RUN; then it waits
+        // until the VMM thread and every other vCPU are filtered too, so no guest code
+        // runs while any thread is unfiltered.
+        let name = ThreadKind::Vcpu.thread_name(self.index.into());
+        sandbox::report::set_thread_name(&name);
+        let installed = start
+            .filter
+            .as_ref()
+            .map_or(Ok(()), CompiledFilter::install);
+        let ok = installed.is_ok();
+        let _ = start.installed.send(installed);
+        // The start record holds an fd-free channel and the filter; dropping it here
+        // frees memory only.
+        let run = start.gate.wait() && ok;
+        drop(start);
+        if !run {
+            return self;
+        }
         if self.trace_boot && self.index == 0 {
             eprintln!(
                 "sandvmm: trace: first KVM_RUN at monotonic_ns={}",
@@ -169,6 +224,7 @@ impl Vcpu {
                 let _ = self.wake.write(1);
             }
         }
+        self
     }
 
     /// Runs until the guest stops (Some) or the VMM asks the thread to stop (None).
@@ -244,7 +300,7 @@ pub fn monotonic_ns() -> u128 {
 /// Stops the vCPU threads: sets the flag, kicks each thread until it ends, joins it.
 /// A thread that does not end within `timeout` is left behind (the process is about to
 /// exit anyway); the count of such threads is returned.
-pub fn stop_all(handles: Vec<JoinHandle<()>>, stop: &AtomicBool, timeout: Duration) -> usize {
+pub fn stop_all(handles: Vec<JoinHandle<Vcpu>>, stop: &AtomicBool, timeout: Duration) -> usize {
     stop.store(true, Ordering::Release);
     let deadline = Instant::now() + timeout;
     let mut stuck = 0;

@@ -109,6 +109,8 @@ pub struct Net<B: NetBackend = Tap> {
     /// The backend signalled readable and has not yet returned `WouldBlock`.
     backend_readable: bool,
     tx_frame: Vec<u8>,
+    /// Offloads to set on the tap once the VMM thread handles the activation.
+    pending_offload: Option<u32>,
     counters: NetCounters,
     warnings: WarnOnce,
 }
@@ -127,6 +129,7 @@ impl<B: NetBackend> Net<B> {
             rx_pending: None,
             backend_readable: true,
             tx_frame: Vec::with_capacity(MAX_FRAME_LEN),
+            pending_offload: None,
             counters: NetCounters::default(),
             warnings: WarnOnce::default(),
         })
@@ -159,6 +162,23 @@ impl<B: NetBackend> Net<B> {
 
     fn warn(&mut self, kind: u32, message: std::fmt::Arguments<'_>) {
         self.warnings.warn(kind, &self.name, message);
+    }
+
+    /// Finishes activation on the VMM thread: sets the tap's offloads (kept off the
+    /// vCPU threads, whose filter allows only KVM ioctls), then moves any frames that
+    /// waited for the driver, in both directions.
+    pub fn on_activated(&mut self) {
+        if let Some(offload) = self.pending_offload.take() {
+            if let Err(e) = self.backend.set_offload(offload) {
+                // Without offloads the tap hands over plain frames, which still works.
+                self.warn(
+                    WARN_OFFLOAD,
+                    format_args!("cannot set tap offloads {offload:#x}: {e}"),
+                );
+            }
+        }
+        self.process_rx();
+        self.process_tx();
     }
 
     /// The backend may have frames: move as many as the guest has buffers for.
@@ -496,13 +516,7 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
                 offload |= TUN_F_TSO6;
             }
         }
-        if let Err(e) = self.backend.set_offload(offload) {
-            // Without offloads the tap hands over plain frames, which still works.
-            self.warn(
-                WARN_OFFLOAD,
-                format_args!("cannot set tap offloads {offload:#x}: {e}"),
-            );
-        }
+        self.pending_offload = Some(offload);
         self.active = Some(Active {
             mem,
             rx,
@@ -510,8 +524,8 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
             interrupt,
             mergeable: acked_features & MRG_RXBUF != 0,
         });
-        // Frames may have arrived before the driver was ready; the event handler
-        // looks for them when it sees this event.
+        // The VMM thread finishes the activation (offloads, frames that arrived before
+        // the driver was ready) when it sees this event.
         let _ = self.activate_evt.write(1);
         Ok(())
     }

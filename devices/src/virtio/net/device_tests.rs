@@ -258,12 +258,19 @@ fn mergeable_frame_waits_when_buffers_are_short() {
 
 #[test]
 fn offloads_follow_the_acked_features() {
-    let f = fixture(VIRTIO_F_VERSION_1 | features::GUEST_CSUM | features::GUEST_TSO4);
+    let mut f = fixture(VIRTIO_F_VERSION_1 | features::GUEST_CSUM | features::GUEST_TSO4);
+    assert_eq!(
+        *f.tap.offload.lock().unwrap(),
+        None,
+        "set on the VMM thread, not in activate"
+    );
+    f.net.on_activated();
     assert_eq!(
         *f.tap.offload.lock().unwrap(),
         Some(TUN_F_CSUM | TUN_F_TSO4)
     );
-    let f = fixture(VIRTIO_F_VERSION_1 | features::GUEST_TSO4);
+    let mut f = fixture(VIRTIO_F_VERSION_1 | features::GUEST_TSO4);
+    f.net.on_activated();
     assert_eq!(
         *f.tap.offload.lock().unwrap(),
         Some(0),

@@ -76,8 +76,7 @@ impl<B: NetBackend> MutEventSubscriber for NetEventHandler<B> {
             net.on_tx_notify();
         } else if fd == self.activate {
             let _ = net.activate_evt().read();
-            net.process_rx();
-            net.process_tx();
+            net.on_activated();
         }
     }
 }

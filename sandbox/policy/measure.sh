@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Regenerates x86_64-frequency.toml: profiles sandvmm's threads under real workloads
+# with `sandvmm sandbox profile` and merges the counts. Rule priorities come from this
+# table, and the test suite checks every rule against it (docs/SANDBOX.md).
+#
+#   sandbox/policy/measure.sh [OUT]      (default: sandbox/policy/x86_64-frequency.toml)
+#
+# Needs root (network namespace, tap), /dev/kvm, the images (images/build.sh), python3
+# and ping. Workloads: the test kernel's hello, serial flood, echo, SMP, UDP echo and
+# ping over virtio-net; and Linux with 2 vCPUs bringing up eth0 and answering a ping.
+# All traffic stays in a private network namespace.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+OUT=${1:-sandbox/policy/x86_64-frequency.toml}
+cargo build --release --quiet
+B=$ROOT/target/release/sandvmm
+K=images/out/testkernel.elf
+NET="guest_ip=10.0.0.2 host_ip=10.0.0.1"
+TMP=$(mktemp -d)
+NS=sbx-measure-$$
+TABLE=$TMP/table.toml
+: >"$TABLE"
+cleanup() {
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# profile [ip netns exec NS] -- RUN-ARGS: one workload, merged into $TABLE.
+profile() {
+	local prefix=()
+	while [[ $1 != -- ]]; do prefix+=("$1"); shift; done
+	shift
+	"${prefix[@]}" "$B" sandbox profile --merge "$TABLE" --out "$TABLE.new" -- "$@"
+	mv "$TABLE.new" "$TABLE"
+}
+
+echo "measure: test kernel scenarios"
+profile -- --kernel $K --serial none --cmdline scenario=hello </dev/null
+profile -- --kernel $K --serial none --cmdline "scenario=serial-flood bytes=200000" </dev/null
+printf 'first line\nsecond line\nquit\n' | profile -- --kernel $K --cmdline scenario=echo >/dev/null
+profile -- --kernel $K --cpus 2 --serial none --cmdline scenario=smp </dev/null
+profile -- --kernel $K --serial none --cmdline scenario=triple-fault </dev/null
+
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" tuntap add dev tap0 mode tap
+ip -n "$NS" addr add 10.0.0.1/24 dev tap0
+ip -n "$NS" link set tap0 up
+
+# udp_client COUNT: echo COUNT datagrams through the guest, then tell it to quit.
+udp_client() {
+	ip netns exec "$NS" python3 - "$1" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.0.0.1", 0))
+s.settimeout(2)
+deadline = time.time() + 60
+n = int(sys.argv[1])
+done = 0
+while done < n and time.time() < deadline:
+    msg = b"%d" % done + b"x" * (64 + done % 1300)
+    s.sendto(msg, ("10.0.0.2", 7))
+    try:
+        if s.recvfrom(2048)[0] == msg:
+            done += 1
+    except socket.timeout:
+        pass
+s.sendto(b"quit", ("10.0.0.2", 7))
+PY
+}
+
+echo "measure: UDP echo and ping over virtio-net"
+profile ip netns exec "$NS" -- --kernel $K --serial none --net tap=tap0 --cmdline "scenario=net-echo $NET" </dev/null &
+udp_client 2000
+wait $!
+profile ip netns exec "$NS" -- --kernel $K --serial none --net tap=tap0 --cmdline "scenario=net-ping $NET" </dev/null &
+ip netns exec "$NS" ping -q -c 10 -i 0.2 -w 60 10.0.0.2 >/dev/null
+ip netns exec "$NS" python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"quit", ("10.0.0.2", 7))'
+wait $!
+
+echo "measure: Linux, 2 vCPUs, eth0 and a ping"
+LOG=$TMP/linux.log
+profile ip netns exec "$NS" -- --kernel images/out/vmlinux --initrd images/out/initramfs-init.cpio --cpus 2 \
+	--net tap=tap0 --serial "file:$LOG" --cmdline sandvmm.net=10.0.0.2/24 </dev/null &
+for _ in $(seq 300); do
+	grep -q "SANDVMM-LINUX: eth0 up" "$LOG" 2>/dev/null && break
+	sleep 0.5
+done
+ip netns exec "$NS" ping -q -c 3 -w 60 10.0.0.2 >/dev/null
+wait $!
+grep -q "SANDVMM-LINUX: net ok" "$LOG" || { echo "measure: the Linux workload did not finish" >&2; exit 1; }
+
+{
+	echo "# System calls per thread kind after set-up, counted by \`sandvmm sandbox profile\`"
+	echo "# over the workloads in sandbox/policy/measure.sh (test kernel scenarios, UDP echo,"
+	echo "# ping, Linux with 2 vCPUs and eth0). Rule priorities come from these counts; the"
+	echo "# test suite fails if the policy allows a call that never appears here unless the"
+	echo "# rule is marked rare. Regenerate with sandbox/policy/measure.sh."
+	grep -v '^#' "$TABLE"
+} >"$OUT"
+echo "measure: wrote $OUT"
