@@ -24,6 +24,7 @@
 #include "scenarios.h"
 #include "cmdline.h"
 #include "cpu.h"
+#include "escape.h"
 #include "faults.h"
 #include "netscenarios.h"
 #include "serial.h"
@@ -205,6 +206,7 @@ static const struct scenario scenarios[] = {
 	{ "smp", run_smp },
 	{ "triple-fault", run_triple_fault },
 	{ "emulation-failure", run_emulation_failure },
+	{ "escape", run_escape },
 	{ "net-ping", run_net_ping },
 	{ "net-echo", run_net_echo },
 	{ "net-blast", run_net_blast },

@@ -202,7 +202,14 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     let boot = boot::load_guest(&mem, config, &host, &slots)?;
 
     let ports = build_port_devices(&vm, &config.serial)?;
-    let pio = Arc::new(ports.bus);
+    let mut pio = ports.bus;
+    let mut escape = None;
+    if config.demo_escape {
+        let (port, handler) = crate::escape::escape_device().map_err(BuildError::EventFd)?;
+        pio.insert(Arc::new(Mutex::new(port)), crate::escape::ESCAPE_PORT, 1)?;
+        escape = Some(Arc::new(Mutex::new(handler)));
+    }
+    let pio = Arc::new(pio);
     let mut mmio = Bus::new();
     let mut nets = Vec::with_capacity(config.nets.len());
     for (index, net_config) in config.nets.iter().enumerate() {
@@ -287,6 +294,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         exit_watch: Arc::new(Mutex::new(exit_watch)),
         console,
         nets,
+        escape,
         stop,
         boot,
     })

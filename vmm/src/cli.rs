@@ -134,6 +134,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub sandbox_policy: Option<PathBuf>,
 
+    /// Adds the escape demonstration port (0x5ec): the guest can make sandvmm attempt
+    /// forbidden actions (execve, open, socket, ...) to show the sandbox stopping them.
+    /// For demonstrations and tests only.
+    #[arg(long)]
+    pub demo_escape: bool,
+
     /// Installs trace filters for `sandvmm sandbox profile`.
     #[arg(long, hide = true)]
     pub sandbox_trace: bool,

@@ -73,6 +73,8 @@ pub struct VmConfig {
     pub nets: Vec<NetConfig>,
     pub host_adapt: bool,
     pub sandbox: SandboxConfig,
+    /// The escape demonstration port is present.
+    pub demo_escape: bool,
 }
 
 /// How the sandbox runs.
@@ -171,6 +173,7 @@ impl RunArgs {
         }
         Ok(VmConfig {
             sandbox,
+            demo_escape: self.demo_escape,
             memory_bytes: parse_memory(&self.memory)?,
             serial: parse_serial(&self.serial)?,
             nets,

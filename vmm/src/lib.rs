@@ -9,6 +9,7 @@ pub mod boot;
 pub mod builder;
 pub mod cli;
 pub mod config;
+pub mod escape;
 pub mod event_loop;
 pub mod host;
 pub mod memory;
@@ -78,6 +79,8 @@ pub struct Vmm {
     console: Option<(Arc<Mutex<ConsoleInput>>, bool)>,
     /// The virtio-net devices' event handlers.
     nets: Vec<net::NetHandler>,
+    /// The escape demonstration's VMM-thread side, with `--demo-escape`.
+    escape: Option<Arc<Mutex<escape::EscapeHandler>>>,
     stop: Arc<AtomicBool>,
     /// What was loaded, for the caller to report.
     pub boot: BootInfo,
@@ -118,6 +121,9 @@ impl Vmm {
         events.add_subscriber(self.exit_watch.clone());
         for net in self.nets {
             events.add_subscriber(net);
+        }
+        if let Some(escape) = self.escape {
+            events.add_subscriber(escape);
         }
         let mut raw_mode = None;
         if let Some((console, is_terminal)) = self.console {
