@@ -116,11 +116,14 @@ fn udp_echo_over_a_tap_fd_handed_in() {
         let fd = open_tap_fd(TAP).expect("open tap");
         ns.configure_tap();
         let mut cmd = std::process::Command::new(sandvmm());
+        // The strict profile is for exactly this deployment: every fd handed in.
         cmd.args([
             "--kernel",
             kernel.to_str().unwrap(),
             "--net",
             &format!("fd={fd}"),
+            "--sandbox-profile",
+            "strict",
         ])
         .args(["--cmdline", &format!("scenario=net-echo {GUEST_IP_ARGS}")]);
         let vm = Vm::start_command(&mut cmd);
@@ -250,4 +253,61 @@ fn bad_net_flags_are_one_line_errors() {
         READY,
     )
     .assert_one_line_error(2, "which another --net already has");
+}
+
+/// Writes an executable shell script.
+fn script(dir: &Scratch, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.file(name, format!("#!/bin/sh\n{body}\n").as_bytes());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn ifup_script_runs_through_the_helper_up_and_down() {
+    let ns = NetNs::new(true);
+    let dir = Scratch::new("ifup");
+    let log = dir.0.join("log");
+    let up = script(
+        &dir,
+        "ifup.sh",
+        &format!("echo \"$1 $2\" >> {}", log.display()),
+    );
+    let kernel = testkernel();
+    let mut cmd = ns.command(sandvmm());
+    cmd.args([
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--net",
+        &format!("tap={TAP},script={up}"),
+    ])
+    .args(["--cmdline", "scenario=hello"]);
+    let mut vm = Vm::start_command(&mut cmd);
+    vm.close_stdin();
+    // The sandboxed VMM asked the helper for `down` after its filter was installed.
+    vm.wait_exit(READY)
+        .assert_guest_printed("SANDVMM-TEST: PASS hello");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "tap0 up\ntap0 down\n"
+    );
+}
+
+#[test]
+fn a_failing_ifup_script_is_a_one_line_error() {
+    let ns = NetNs::new(true);
+    let dir = Scratch::new("ifup-fail");
+    let bad = script(&dir, "ifup.sh", "exit 3");
+    let kernel = testkernel();
+    let mut cmd = ns.command(sandvmm());
+    cmd.args([
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--net",
+        &format!("tap={TAP},script={bad}"),
+    ]);
+    let mut vm = Vm::start_command(&mut cmd);
+    vm.close_stdin();
+    vm.wait_exit(READY)
+        .assert_one_line_error(1, "tap0 up exited with status 3");
 }

@@ -77,6 +77,8 @@ pub enum BuildError {
     },
     #[error("cannot place a device on the bus")]
     Bus(#[from] BusError),
+    #[error("--sandbox-profile strict does not drive a terminal: use --serial file:PATH or none, or redirect stdin")]
+    StrictTerminal,
     #[error("cannot set up {name} (--net {spec})")]
     Net {
         name: String,
@@ -232,6 +234,10 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     let (console, quit) = if config.serial == SerialTarget::Stdio {
         // SAFETY: isatty only inspects the descriptor.
         let is_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
+        // The strict filter has no rule to restore a terminal at exit.
+        if is_terminal && config.sandbox.profile == sandbox::Profile::Strict {
+            return Err(BuildError::StrictTerminal);
+        }
         let (console, quit) = ConsoleInput::new(
             libc::STDIN_FILENO,
             ports.serial.clone(),

@@ -48,6 +48,9 @@ pub enum NetBackend {
 pub struct NetConfig {
     pub backend: NetBackend,
     pub mac: MacAddr,
+    /// A script the helper process runs with the tap's name and `up` once the tap is
+    /// open, and with `down` when the VM ends (the ifup case of the 2012 review).
+    pub script: Option<PathBuf>,
     /// The flag's text, for messages.
     pub spec: String,
 }
@@ -216,6 +219,7 @@ pub fn parse_net(spec: &str, index: usize) -> Result<NetConfig, ConfigError> {
     let bad = |reason| ConfigError::Net(spec.to_string(), reason);
     let mut backend = None;
     let mut mac = None;
+    let mut script = None;
     for item in spec.split(',') {
         let (key, value) = item
             .split_once('=')
@@ -240,12 +244,22 @@ pub fn parse_net(spec: &str, index: usize) -> Result<NetConfig, ConfigError> {
                         bad("mac= takes a unicast address like 06:00:00:00:00:01")
                     })?)
             }
-            _ => return Err(bad("unknown item; expected tap=, fd= or mac=")),
+            "script" if script.is_some() => return Err(bad("script= given twice")),
+            "script" if value.is_empty() => return Err(bad("script= takes a path")),
+            "script" => script = Some(PathBuf::from(value)),
+            _ => return Err(bad("unknown item; expected tap=, fd=, mac= or script=")),
         }
     }
+    let backend = backend.ok_or_else(|| bad("expected tap=NAME or fd=N"))?;
+    if script.is_some() && matches!(backend, NetBackend::Fd(_)) {
+        return Err(bad(
+            "script= goes with tap=NAME: whoever opened the fd configures the tap",
+        ));
+    }
     Ok(NetConfig {
-        backend: backend.ok_or_else(|| bad("expected tap=NAME or fd=N"))?,
+        backend,
         mac: mac.unwrap_or_else(|| default_mac(index)),
+        script,
         spec: spec.to_string(),
     })
 }
@@ -353,6 +367,8 @@ mod tests {
             "tap=a,fd=5",
             "tap=a,mac=01:00:5e:00:00:01",
             "tap=a,speed=10",
+            "fd=5,script=/bin/true",
+            "tap=a,script=",
             "tap=waytoolongtapname",
         ] {
             assert!(

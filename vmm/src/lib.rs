@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod escape;
 pub mod event_loop;
+pub mod helper;
 pub mod host;
 pub mod memory;
 pub mod net;
@@ -57,6 +58,8 @@ pub enum Error {
     Sandbox(#[from] FilterError),
     #[error("cannot install the trap-mode SIGSYS handler")]
     TrapHandler(#[source] std::io::Error),
+    #[error(transparent)]
+    Helper(#[from] helper::HelperError),
     #[error("vcpu{index}: {error}")]
     Vcpu {
         index: u8,
@@ -115,7 +118,11 @@ impl Filters {
 
 impl Vmm {
     /// Runs the VM until it ends; returns how it ended.
-    pub fn run(self, filters: Filters) -> Result<Outcome, Error> {
+    pub fn run(
+        self,
+        filters: Filters,
+        mut helper: Option<helper::Helper>,
+    ) -> Result<Outcome, Error> {
         vcpu::register_kick_handler().map_err(Error::Signal)?;
         let mut events = EventManager::<Subscriber>::new().map_err(Error::EventLoop)?;
         events.add_subscriber(self.exit_watch.clone());
@@ -186,6 +193,14 @@ impl Vmm {
             eprintln!("sandvmm: {stuck} vCPU thread(s) did not stop in time; exiting anyway");
         }
         drop(raw_mode);
+        // Down scripts run through the helper: this thread is filtered and never execs.
+        if let Some(helper) = helper.as_mut() {
+            for index in 0..helper.len() {
+                if let Err(e) = helper.run(index, helper::Phase::Down) {
+                    eprintln!("sandvmm: {e}");
+                }
+            }
+        }
         Ok(outcome)
     }
 }
@@ -193,11 +208,34 @@ impl Vmm {
 /// Builds and runs a VM. `trace_boot` prints start-up timestamps on stderr.
 pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     let host = Host::detect(config.host_adapt);
+    // The helper is forked first, while this process is single-threaded and holds no
+    // KVM fd, tap or guest memory.
+    let scripts: Vec<helper::Script> = config
+        .nets
+        .iter()
+        .filter_map(|net| match (&net.backend, &net.script) {
+            (config::NetBackend::Tap(tap), Some(path)) => Some(helper::Script {
+                path: path.clone(),
+                tap: tap.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut helper = if scripts.is_empty() {
+        None
+    } else {
+        Some(helper::Helper::spawn(scripts)?)
+    };
     let filters = Filters::prepare(&config.sandbox)?;
     let vmm = builder::build(config, host, trace_boot)?;
+    if let Some(helper) = helper.as_mut() {
+        for index in 0..helper.len() {
+            helper.run(index, helper::Phase::Up)?;
+        }
+    }
     // Said only once the VM is built, so that a bad-input error stays a single line.
     if let Some(notice) = host.notice() {
         eprintln!("{notice}");
     }
-    vmm.run(filters)
+    vmm.run(filters, helper)
 }
