@@ -10,5 +10,6 @@ if [[ ! -e /dev/kvm ]]; then
 	exit 1
 fi
 
+tests/install-deps.sh
 images/build.sh
 cargo test --workspace

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sandvmm needs to build and test, skipping those present.
+# Used by tests/run.sh and tests/demo.sh (and so by CI); images/build.sh installs what
+# the guest images need on top.
+#   libseccomp-dev, pkg-config  the sandbox's libseccomp (the crate links the C library)
+#   iproute2, iputils-ping      network namespaces, taps and ping for the network tests
+#   python3                     the image build scripts
+set -euo pipefail
+
+PACKAGES=(libseccomp-dev pkg-config iproute2 iputils-ping python3)
+missing=()
+for p in "${PACKAGES[@]}"; do
+	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	apt-get -q update </dev/null >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+fi
