@@ -164,16 +164,10 @@ impl Sandbox {
             return Ok(None);
         };
         let bytes = export_bpf(&ctx).map_err(|what| FilterError::Compile { thread, what })?;
-        let program = bytes
-            .chunks_exact(8)
-            .map(|c| libc::sock_filter {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect();
-        Ok(Some(CompiledFilter { thread, program }))
+        Ok(Some(CompiledFilter {
+            thread,
+            program: to_program(&bytes),
+        }))
     }
 }
 
@@ -199,11 +193,36 @@ fn export_via_memfd(
     Ok(bytes)
 }
 
+/// `struct sock_filter` entries from libseccomp's exported bytes.
+fn to_program(bytes: &[u8]) -> Vec<libc::sock_filter> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
+}
+
 fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>, String> {
     export_via_memfd(|f| ctx.export_bpf(f).map_err(|e| format!("export: {e}")))
 }
 
 impl CompiledFilter {
+    /// A filter that allows everything: the cost floor of having a filter at all, for
+    /// the benchmarks.
+    pub fn allow_all(thread: ThreadKind) -> Result<CompiledFilter, FilterError> {
+        let fail = |what: String| FilterError::Compile { thread, what };
+        let ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(|e| fail(e.to_string()))?;
+        let bytes = export_bpf(&ctx).map_err(fail)?;
+        Ok(CompiledFilter {
+            thread,
+            program: to_program(&bytes),
+        })
+    }
+
     /// Number of BPF instructions.
     pub fn len(&self) -> usize {
         self.program.len()

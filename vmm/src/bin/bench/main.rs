@@ -1,0 +1,100 @@
+//! The sandvmm benchmark harness (docs/BENCHMARKS.md): start-up, memory, filter cost
+//! per system call, exit-heavy workloads with the sandbox on and off, and network rate
+//! and latency. Prints a table and writes JSON.
+//!
+//! ```text
+//! sudo target/release/bench [--runs N] [--json FILE] [--only startup,memory,filter,exits,net]
+//! ```
+//!
+//! Variants that are compared are interleaved run by run, and every figure is a median.
+//! Guest code is emulated on the project's test hosts, so the guest-bound figures
+//! (exits, net) say little about real hardware; the VMM-side ones (start-up, memory,
+//! filter cost) are faithful.
+
+mod filter_cost;
+mod report;
+mod startup;
+mod workloads;
+
+#[path = "../../../../tests/common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use report::Report;
+
+/// Benchmarks sandvmm.
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Runs per variant for the whole-VM measurements (start-up uses at least 21).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Comma-separated subset: startup, memory, filter, exits, net.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "startup,memory,filter,exits,net"
+    )]
+    only: String,
+}
+
+/// Where the binaries and images are.
+pub struct Setup {
+    pub sandvmm: PathBuf,
+    pub images: PathBuf,
+    pub runs: usize,
+}
+
+impl Setup {
+    pub fn image(&self, name: &str) -> String {
+        self.images.join(name).display().to_string()
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let exe = std::env::current_exe().expect("own path");
+    let setup = Setup {
+        sandvmm: exe.with_file_name("sandvmm"),
+        images: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../images/out"),
+        runs: args.runs.max(1),
+    };
+    for needed in [setup.sandvmm.clone(), setup.images.join("testkernel.elf")] {
+        if !needed.exists() {
+            eprintln!(
+                "bench: {} is missing: build with `cargo build --release` and images/build.sh",
+                needed.display()
+            );
+            std::process::exit(1);
+        }
+    }
+    let mut report = Report::default();
+    for part in args.only.split(',') {
+        let result = match part.trim() {
+            "startup" => startup::startup(&setup, &mut report),
+            "memory" => startup::memory(&setup, &mut report),
+            "filter" => filter_cost::filter_cost(&mut report),
+            "exits" => workloads::exits(&setup, &mut report),
+            "net" => workloads::network(&setup, &mut report),
+            other => Err(format!("unknown part {other:?}")),
+        };
+        if let Err(e) = result {
+            eprintln!("bench: {part}: {e}");
+            std::process::exit(1);
+        }
+    }
+    print!("{}", report.table());
+    if let Some(path) = args.json {
+        if let Err(e) = std::fs::write(&path, report.json()) {
+            eprintln!("bench: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+}

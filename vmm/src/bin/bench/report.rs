@@ -1,0 +1,124 @@
+//! Collecting results: medians, the printed table and the JSON file.
+
+use std::fmt::Write as _;
+
+/// One measured figure.
+pub struct Entry {
+    pub group: &'static str,
+    pub name: String,
+    pub unit: &'static str,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+/// All results of a run.
+#[derive(Default)]
+pub struct Report {
+    entries: Vec<Entry>,
+}
+
+/// The median of `values` (which must not be empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Report {
+    /// Records the median of `samples`.
+    pub fn add(
+        &mut self,
+        group: &'static str,
+        name: impl Into<String>,
+        unit: &'static str,
+        samples: &[f64],
+    ) {
+        if samples.is_empty() {
+            return;
+        }
+        let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let entry = Entry {
+            group,
+            name: name.into(),
+            unit,
+            median: median(samples),
+            min,
+            max,
+            samples: samples.len(),
+        };
+        eprintln!(
+            "bench: {:<8} {:<48} {:>12.2} {}",
+            entry.group, entry.name, entry.median, entry.unit
+        );
+        self.entries.push(entry);
+    }
+
+    /// The results as a table.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{:<8} {:<66} {:>10} {:>10} {:>10}  {:<8} {:>4}\n",
+            "group", "measurement", "median", "min", "max", "unit", "n"
+        );
+        for e in &self.entries {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<66} {:>10.2} {:>10.2} {:>10.2}  {:<8} {:>4}",
+                e.group, e.name, e.median, e.min, e.max, e.unit, e.samples
+            );
+        }
+        out
+    }
+
+    /// The results as JSON (written by hand: a list of flat objects).
+    pub fn json(&self) -> String {
+        let items: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "  {{\"group\": \"{}\", \"name\": \"{}\", \"unit\": \"{}\", \"median\": {:.4}, \"min\": {:.4}, \"max\": {:.4}, \"samples\": {}}}",
+                    e.group,
+                    e.name.replace('"', "'"),
+                    e.unit,
+                    e.median,
+                    e.min,
+                    e.max,
+                    e.samples
+                )
+            })
+            .collect();
+        format!("[\n{}\n]\n", items.join(",\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn json_and_table_list_every_entry() {
+        let mut r = Report::default();
+        r.add(
+            "filter",
+            "vcpu ioctl(KVM_RUN), none",
+            "ns",
+            &[10.0, 12.0, 11.0],
+        );
+        assert!(r.json().contains("\"median\": 11.0000"));
+        assert!(r.table().lines().count() == 2);
+    }
+}
