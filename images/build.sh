@@ -13,15 +13,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WHAT=${1:-all}
 
 # gcc, make and binutils build the test kernel; python3 writes its bzImage header.
-need=()
-for p in gcc make binutils python3; do
-	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || need+=("$p")
-done
-if ((${#need[@]})); then
-	echo "images: installing ${need[*]}"
-	apt-get -q update </dev/null >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "${need[@]}" </dev/null >/dev/null
-fi
+"$HERE/../tests/install-deps.sh" gcc make binutils python3
 
 echo "images: test kernel"
 make -s -C "$HERE/testkernel"

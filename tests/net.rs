@@ -13,21 +13,26 @@ use common::*;
 const READY: Duration = Duration::from_secs(60);
 const GUEST_IP_ARGS: &str = "guest_ip=10.0.0.2 host_ip=10.0.0.1";
 
-/// Starts the test kernel's `scenario` inside `ns` with `--net tap=tap0`.
-fn start_in(ns: &NetNs, scenario: &str, extra: &str) -> Vm {
+/// Launches the test kernel's `scenario` inside `ns` with `--net NET` and the guest
+/// addresses on its command line.
+fn launch_in(ns: &NetNs, net: &str, scenario: &str, extra: &str) -> Vm {
     let kernel = testkernel();
+    let cmdline = format!("scenario={scenario} {GUEST_IP_ARGS} {extra}");
     let mut cmd = ns.command(sandvmm());
     cmd.args([
         "--kernel",
         kernel.to_str().unwrap(),
         "--net",
-        &format!("tap={TAP}"),
-    ])
-    .args([
+        net,
         "--cmdline",
-        &format!("scenario={scenario} {GUEST_IP_ARGS} {extra}"),
+        &cmdline,
     ]);
-    let mut vm = Vm::start_command(&mut cmd);
+    Vm::start_command(&mut cmd)
+}
+
+/// Starts `scenario` on tap0 and waits for the guest's network to be up.
+fn start_in(ns: &NetNs, scenario: &str, extra: &str) -> Vm {
+    let mut vm = launch_in(ns, &format!("tap={TAP}"), scenario, extra);
     vm.wait_for("SANDVMM-TEST: net ready", READY);
     vm
 }
@@ -148,19 +153,12 @@ fn net_blast_arrives_complete_and_in_order() {
     const SIZE: usize = 1400;
     let ns = NetNs::new(true);
     let sock = ns.enter(|| host_socket(9000));
-    let kernel = testkernel();
-    let mut cmd = ns.command(sandvmm());
-    cmd.args([
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--net",
+    let vm = launch_in(
+        &ns,
         &format!("tap={TAP}"),
-    ])
-    .args([
-        "--cmdline",
-        &format!("scenario=net-blast {GUEST_IP_ARGS} count={COUNT} size={SIZE} port=9000"),
-    ]);
-    let vm = Vm::start_command(&mut cmd);
+        "net-blast",
+        &format!("count={COUNT} size={SIZE} port=9000"),
+    );
     let start = Instant::now();
     let mut buf = vec![0u8; 2048];
     sock.set_read_timeout(Some(READY)).unwrap();
@@ -273,16 +271,7 @@ fn ifup_script_runs_through_the_helper_up_and_down() {
         "ifup.sh",
         &format!("echo \"$1 $2\" >> {}", log.display()),
     );
-    let kernel = testkernel();
-    let mut cmd = ns.command(sandvmm());
-    cmd.args([
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--net",
-        &format!("tap={TAP},script={up}"),
-    ])
-    .args(["--cmdline", "scenario=hello"]);
-    let mut vm = Vm::start_command(&mut cmd);
+    let mut vm = launch_in(&ns, &format!("tap={TAP},script={up}"), "hello", "");
     vm.close_stdin();
     // The sandboxed VMM asked the helper for `down` after its filter was installed.
     vm.wait_exit(READY)
@@ -298,15 +287,7 @@ fn a_failing_ifup_script_is_a_one_line_error() {
     let ns = NetNs::new(true);
     let dir = Scratch::new("ifup-fail");
     let bad = script(&dir, "ifup.sh", "exit 3");
-    let kernel = testkernel();
-    let mut cmd = ns.command(sandvmm());
-    cmd.args([
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--net",
-        &format!("tap={TAP},script={bad}"),
-    ]);
-    let mut vm = Vm::start_command(&mut cmd);
+    let mut vm = launch_in(&ns, &format!("tap={TAP},script={bad}"), "hello", "");
     vm.close_stdin();
     vm.wait_exit(READY)
         .assert_one_line_error(1, "tap0 up exited with status 3");

@@ -12,11 +12,12 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use super::chain::{gather, scatter, writable_buffers, RxChain};
+use super::tap::{NetBackend, Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use super::{
     features, MacAddr, MAX_FRAME_LEN, QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VIRTIO_ID_NET, VNET_HDR_LEN,
 };
@@ -37,33 +38,6 @@ const WARN_RX_SMALL: u32 = 3;
 const WARN_BACKEND: u32 = 4;
 const WARN_OFFLOAD: u32 = 5;
 
-/// What the device needs from its host end; [`Tap`] in production, a fake in tests.
-pub trait NetBackend: Send {
-    /// Reads one frame, vnet header first; `WouldBlock` when none is waiting.
-    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes one frame, vnet header first.
-    fn write_frame(&mut self, buf: &[u8]) -> io::Result<usize>;
-    /// Sets the offloads (TUN_F_* bits) the guest can receive.
-    fn set_offload(&mut self, flags: u32) -> io::Result<()>;
-    /// The fd the event loop waits on for RX.
-    fn raw_fd(&self) -> RawFd;
-}
-
-impl NetBackend for Tap {
-    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Tap::read_frame(self, buf)
-    }
-    fn write_frame(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Tap::write_frame(self, buf)
-    }
-    fn set_offload(&mut self, flags: u32) -> io::Result<()> {
-        Tap::set_offload(self, flags).map_err(io::Error::other)
-    }
-    fn raw_fd(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
-    }
-}
-
 /// Traffic counters, for benchmarks and diagnostics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct NetCounters {
@@ -81,18 +55,6 @@ struct Active {
     tx: Queue,
     interrupt: Arc<Interrupt>,
     mergeable: bool,
-}
-
-/// Why a descriptor chain was dropped.
-#[derive(Debug, PartialEq, Eq)]
-enum ChainError {
-    WrongDirection,
-    OutsideMemory,
-    TooLarge,
-    TooShort,
-    /// The chain ended on a descriptor that still points onwards: it loops, or links
-    /// to a descriptor outside the table, and virtio-queue's iterator stopped it.
-    Unterminated,
 }
 
 /// A virtio-net device.
@@ -268,7 +230,7 @@ impl<B: NetBackend> Net<B> {
         let mem = active.mem.clone();
         // Claim enough chains for the frame: one without MRG_RXBUF, as many as needed
         // with it (5.1.6.4.2).
-        let mut chains: Vec<(u16, Vec<(vm_memory::GuestAddress, usize)>)> = Vec::new();
+        let mut chains: Vec<RxChain> = Vec::new();
         let mut capacity = 0usize;
         let mut bad = false;
         while capacity < len {
@@ -315,22 +277,8 @@ impl<B: NetBackend> Net<B> {
         let frame = &mut self.rx_frame[..len];
         frame[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
             .copy_from_slice(&(chains.len() as u16).to_le_bytes());
-        let mut offset = 0;
-        for (head, bufs) in &chains {
-            let mut used = 0u32;
-            for (addr, size) in bufs {
-                let n = (*size).min(len - offset);
-                if n == 0 {
-                    break;
-                }
-                // Ranges were checked against guest memory when the chain was parsed.
-                if mem.write_slice(&frame[offset..offset + n], *addr).is_err() {
-                    break;
-                }
-                offset += n;
-                used += n as u32;
-            }
-            let _ = active.rx.add_used(&mem, *head, used);
+        for (head, used) in scatter(&mem, frame, &chains) {
+            let _ = active.rx.add_used(&mem, head, used);
         }
         self.counters.rx_frames += 1;
         self.counters.rx_bytes += (len - VNET_HDR_LEN) as u64;
@@ -387,68 +335,6 @@ impl<B: NetBackend> Net<B> {
             }
         }
     }
-}
-
-/// The writable buffers of an RX chain, checked against guest memory.
-fn writable_buffers(
-    chain: DescriptorChain<&GuestMemoryMmap>,
-) -> Result<Vec<(vm_memory::GuestAddress, usize)>, ChainError> {
-    let mem = chain.memory();
-    let mut bufs = Vec::new();
-    let mut total = 0usize;
-    let mut open_end = false;
-    for desc in chain.clone() {
-        open_end = desc.has_next();
-        if !desc.is_write_only() {
-            return Err(ChainError::WrongDirection);
-        }
-        let len = desc.len() as usize;
-        total = total.checked_add(len).ok_or(ChainError::TooLarge)?;
-        if !vm_memory::GuestMemory::check_range(
-            mem,
-            desc.addr(),
-            len,
-            vm_memory::Permissions::Write,
-        ) {
-            return Err(ChainError::OutsideMemory);
-        }
-        bufs.push((desc.addr(), len));
-    }
-    if open_end {
-        return Err(ChainError::Unterminated);
-    }
-    Ok(bufs)
-}
-
-/// Copies a TX chain (vnet header and frame) into `out`.
-fn gather(
-    mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
-    out: &mut Vec<u8>,
-) -> Result<(), ChainError> {
-    out.clear();
-    let mut open_end = false;
-    for desc in chain {
-        open_end = desc.has_next();
-        if desc.is_write_only() {
-            return Err(ChainError::WrongDirection);
-        }
-        let len = desc.len() as usize;
-        let start = out.len();
-        if start + len > MAX_FRAME_LEN {
-            return Err(ChainError::TooLarge);
-        }
-        out.resize(start + len, 0);
-        mem.read_slice(&mut out[start..], desc.addr())
-            .map_err(|_| ChainError::OutsideMemory)?;
-    }
-    if open_end {
-        return Err(ChainError::Unterminated);
-    }
-    if out.len() < VNET_HDR_LEN {
-        return Err(ChainError::TooShort);
-    }
-    Ok(())
 }
 
 impl<B: NetBackend> VirtioDevice for Net<B> {

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
 
-use super::device::{Net, NetBackend};
+use super::device::Net;
+use super::tap::NetBackend;
 use super::{RX_QUEUE, TX_QUEUE};
 use crate::virtio::mmio::MmioTransport;
 

@@ -4,16 +4,19 @@
 //!   12-byte `virtio_net_hdr` passes straight through between guest and host;
 //! - [`device`]: the device model: features, config space, RX and TX processing over
 //!   virtio-queue;
+//! - [`chain`]: checking and reading descriptor chains, so a hostile driver's chains
+//!   are dropped rather than followed;
 //! - [`event_handler`]: the VMM thread's event-manager subscriber that runs RX when the
 //!   tap is readable or the guest adds buffers, and TX when the guest notifies.
 
+pub mod chain;
 pub mod device;
 pub mod event_handler;
 pub mod tap;
 
 pub use device::Net;
 pub use event_handler::NetEventHandler;
-pub use tap::{Tap, TapError};
+pub use tap::{NetBackend, Tap, TapError};
 
 /// Device type of a network card (virtio 1.2, 5).
 pub const VIRTIO_ID_NET: u32 = 1;

@@ -77,6 +77,33 @@ impl IfReq {
     }
 }
 
+/// What the device needs from its host end; [`Tap`] in production, a fake in tests.
+pub trait NetBackend: Send {
+    /// Reads one frame, vnet header first; `WouldBlock` when none is waiting.
+    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes one frame, vnet header first.
+    fn write_frame(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Sets the offloads (TUN_F_* bits) the guest can receive.
+    fn set_offload(&mut self, flags: u32) -> io::Result<()>;
+    /// The fd the event loop waits on for RX.
+    fn raw_fd(&self) -> RawFd;
+}
+
+impl NetBackend for Tap {
+    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Tap::read_frame(self, buf)
+    }
+    fn write_frame(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Tap::write_frame(self, buf)
+    }
+    fn set_offload(&mut self, flags: u32) -> io::Result<()> {
+        Tap::set_offload(self, flags).map_err(io::Error::other)
+    }
+    fn raw_fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
 /// An open tap.
 #[derive(Debug)]
 pub struct Tap {

@@ -12,23 +12,14 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vmm::vcpu::monotonic_ns;
+
 use crate::report::Report;
 use crate::Setup;
 
 /// Start-up needs many runs for a stable median.
 const MIN_STARTUP_RUNS: usize = 21;
 const GUEST_MEMORY: u64 = 128 << 20;
-
-/// CLOCK_MONOTONIC in ns, the clock sandvmm's trace line uses.
-pub fn monotonic_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
 
 fn spawn(setup: &Setup, args: &[&str]) -> Result<Child, String> {
     Command::new(&setup.sandvmm)
