@@ -245,6 +245,16 @@ impl Vm {
     }
 }
 
+impl Drop for Vm {
+    /// A test that fails half-way must not leave its VM running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs `sandvmm ARGS` with no input to completion.
 pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> Finished {
     let mut vm = Vm::start(args);
