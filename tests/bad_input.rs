@@ -1,6 +1,7 @@
 //! Every bad input gets one line on stderr and a non-zero status, never a panic or a
-//! hang: bad flags (status 2), bad kernels and initrds, and a host without usable KVM
-//! (status 1).
+//! hang: bad flags (status 2), bad kernels and initrds, a tap sandvmm may not create,
+//! and a host without usable KVM (status 1). The net flags (a duplicate MAC, an fd that
+//! is not a tap, a busy tap) are in tests/net.rs; policy files in tests/sandbox.rs.
 
 mod common;
 
@@ -115,6 +116,24 @@ fn truncated_bzimage() {
 }
 
 #[test]
+fn bzimage_without_a_64_bit_entry() {
+    let dir = Scratch::new("old-bz");
+    let bz = fs::read(image("testkernel.bzImage")).unwrap();
+    // Boot protocol 2.11 predates xloadflags.
+    let mut old = bz.clone();
+    old[0x206..0x208].copy_from_slice(&0x020bu16.to_le_bytes());
+    let path = dir.file("proto-2.11", &old);
+    sandvmm_with(path.to_str().unwrap(), &[])
+        .assert_one_line_error(1, "uses boot protocol 2.11 without a 64-bit entry point");
+    // 2.12 without XLF_KERNEL_64 (xloadflags at 0x236).
+    let mut no64 = bz;
+    no64[0x236..0x238].copy_from_slice(&0u16.to_le_bytes());
+    let path = dir.file("no-xlf-kernel-64", &no64);
+    sandvmm_with(path.to_str().unwrap(), &[])
+        .assert_one_line_error(1, "uses boot protocol 2.12 without a 64-bit entry point");
+}
+
+#[test]
 fn initrd_problems() {
     let dir = Scratch::new("initrd");
     with_testkernel(&["--initrd", "/nonexistent/initrd"])
@@ -140,6 +159,24 @@ fn an_initrd_that_fits_is_handed_to_the_kernel() {
 fn command_line_too_long() {
     let long = "x".repeat(3000);
     with_testkernel(&["--cmdline", &long]).assert_one_line_error(1, "invalid kernel command line");
+}
+
+#[test]
+fn a_tap_it_may_not_create() {
+    // Root without CAP_NET_ADMIN, in a namespace of its own: TUNSETIFF cannot create
+    // the tap (EPERM), and nothing is left behind either way.
+    let ns = common::netns::NetNs::new(false);
+    let kernel = testkernel();
+    let mut cmd = ns.command("setpriv");
+    cmd.args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+        .arg(sandvmm())
+        .args(["--kernel", kernel.to_str().unwrap(), "--net", "tap=tapx"]);
+    let mut vm = Vm::start_command(&mut cmd);
+    vm.close_stdin();
+    vm.wait_exit(QUICK).assert_one_line_error(
+        1,
+        "cannot set up net0 (--net tap=tapx): not permitted to use tap tapx",
+    );
 }
 
 /// Runs sandvmm inside a private mount namespace after `setup` (a shell snippet) has

@@ -142,13 +142,21 @@ impl SerialDevice {
         if room == 0 {
             return;
         }
-        let chunk: Vec<u8> = self.pending_input.drain(..room).collect();
-        // enqueue_raw_bytes only fails when the FIFO is full or the interrupt cannot be
-        // raised; we asked for no more than the free room, so a failure is an eventfd
-        // error, which would also break every other interrupt: report it.
-        if let Err(e) = self.uart.enqueue_raw_bytes(&chunk) {
-            eprintln!("sandvmm: serial input dropped: {e:?}");
-        }
+        let chunk: Vec<u8> = self.pending_input.iter().take(room).copied().collect();
+        // Only what the UART took leaves the queue: in loopback mode (MCR bit 4) it
+        // takes nothing, and the bytes wait until the guest leaves loopback (found by
+        // fuzz/fuzz_targets/serial.rs: they used to be dropped, and input then stalled).
+        let taken = match self.uart.enqueue_raw_bytes(&chunk) {
+            Ok(n) => n,
+            Err(vm_superio::serial::Error::FullFifo) => 0,
+            // The bytes are in the FIFO but the interrupt could not be raised: an
+            // eventfd error, which would also break every other interrupt: report it.
+            Err(e) => {
+                eprintln!("sandvmm: serial input interrupt failed: {e:?}");
+                chunk.len()
+            }
+        };
+        self.pending_input.drain(..taken);
         if self.input_paused && self.pending_input.len() < PENDING_INPUT_LIMIT / 2 {
             self.input_paused = false;
             if let Some(room) = &self.input_room {
@@ -177,6 +185,12 @@ impl BusDevice for SerialDevice {
             let _ = self.uart.write(offset as u8, *byte);
         }
         self.uart.writer_mut().push_out();
+        // A write that ends loopback mode makes the FIFO take host input again; without
+        // this, input queued meanwhile would wait for the next host keystroke, forever
+        // if the event loop had paused reading stdin.
+        if !self.pending_input.is_empty() {
+            self.feed_fifo();
+        }
     }
 }
 
@@ -289,6 +303,26 @@ mod tests {
         }
         assert_eq!(room_wait.read().unwrap(), 1);
         assert!(dev.wants_input());
+    }
+
+    /// fuzz/regressions/serial/loopback-stalls-input: input that arrived while the
+    /// guest had the UART in loopback mode was dropped (64 bytes) and the rest stayed
+    /// queued with the FIFO empty, so the guest never saw it.
+    #[test]
+    fn input_queued_during_loopback_arrives_afterwards() {
+        const MCR: u64 = 4;
+        let (mut dev, _) = device(SerialOut::discard());
+        dev.write(COM1_BASE, MCR, &[0x14]); // loopback on
+        let input: Vec<u8> = (0..100u8).collect();
+        dev.queue_input(&input);
+        assert_eq!(read_reg(&mut dev, LSR) & LSR_DATA_READY, 0);
+        dev.write(COM1_BASE, MCR, &[0x00]); // loopback off
+        let mut got = Vec::new();
+        while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
+            got.push(read_reg(&mut dev, THR));
+        }
+        assert_eq!(got, input);
+        assert_eq!(dev.pending_input(), 0);
     }
 
     #[test]

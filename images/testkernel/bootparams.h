@@ -31,5 +31,7 @@ struct boot_info {
 
 /* Copies everything out, so the loader's memory may be reused later. */
 void bootparams_read(u64 boot_ptr, u32 kind, struct boot_info *bi);
+/* What kmain() read at boot (main.c). */
+const struct boot_info *boot_info(void);
 
 #endif

@@ -14,6 +14,11 @@
 /* Static, not on the 16 KiB stack: it holds a 2 KiB command line. */
 static struct boot_info boot;
 
+const struct boot_info *boot_info(void)
+{
+	return &boot;
+}
+
 static void print_boot_summary(void)
 {
 	kprintf("sandvmm test kernel: cmdline=\"%s\"\n", boot.cmdline);

@@ -22,6 +22,7 @@
  *   "\nSANDVMM-TEST: flood end fnv=XXXXXXXX\n"
  */
 #include "scenarios.h"
+#include "chaos.h"
 #include "cmdline.h"
 #include "cpu.h"
 #include "escape.h"
@@ -219,6 +220,7 @@ static const struct scenario scenarios[] = {
 	{ "net-ping", run_net_ping },
 	{ "net-echo", run_net_echo },
 	{ "net-blast", run_net_blast },
+	{ "chaos", run_chaos },
 };
 
 const struct scenario *scenario_find(const char *name)

@@ -1,0 +1,105 @@
+//! A hostile guest must not bring sandvmm down. The test kernel's `scenario=chaos`
+//! (images/testkernel/chaos.c) writes pseudo-random values to every device register
+//! (COM1, the i8042, the virtio-mmio window), sets up queues with random sizes and
+//! addresses, and kicks random descriptor chains, all under the enforcing sandbox (the
+//! default). It passes when the guest reaches its PASS line and sandvmm exits 0: a
+//! panic, a SIGSYS kill (status 159), an error exit or a hang all fail.
+//!
+//! Each seed runs without a net device and with `--net tap=tap0` in a private network
+//! namespace, where the host side also sends broadcast datagrams into the tap so that
+//! RX runs over the guest's random chains too.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::netns::{NetNs, HOST_IP, TAP};
+use common::*;
+
+/// A chaos run takes 5-20 s on the emulating test hosts.
+const CHAOS: Duration = Duration::from_secs(180);
+
+fn assert_survived(run: &Finished, seed: u64) {
+    run.assert_guest_printed("SANDVMM-TEST: PASS chaos");
+    assert!(
+        run.stdout.contains(&format!("chaos seed={seed} ")),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+fn chaos_without_net(seed: u64) {
+    let run = boot_scenario("chaos", &format!("seed={seed}"), &[], CHAOS);
+    assert!(run.stdout.contains("virtio=no"), "{}", run.stdout);
+    assert_survived(&run, seed);
+}
+
+fn chaos_with_net(seed: u64) {
+    let ns = NetNs::new(true);
+    let kernel = testkernel();
+    let cmdline = format!("scenario=chaos seed={seed}");
+    let run = ns.enter(|| {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Threads started here are in the namespace too: traffic for RX.
+            s.spawn(|| {
+                let sock = UdpSocket::bind((HOST_IP, 0)).unwrap();
+                sock.set_broadcast(true).unwrap();
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let payload = vec![n as u8; (n * 97) % 1473];
+                    // Before sandvmm attaches the tap is down; a failed send is fine.
+                    let _ = sock.send_to(&payload, ("10.0.0.255", 9));
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            let mut vm = Vm::start(&[
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--net",
+                &format!("tap={TAP}"),
+                "--cmdline",
+                &cmdline,
+            ]);
+            vm.close_stdin();
+            let run = vm.wait_exit(CHAOS);
+            stop.store(true, Ordering::Relaxed);
+            run
+        })
+    });
+    assert!(run.stdout.contains("virtio=yes"), "{}", run.stdout);
+    assert_survived(&run, seed);
+}
+
+macro_rules! seeds {
+    ($($seed:literal => $plain:ident, $net:ident;)*) => {$(
+        #[test]
+        fn $plain() {
+            chaos_without_net($seed);
+        }
+
+        #[test]
+        fn $net() {
+            chaos_with_net($seed);
+        }
+    )*};
+}
+
+seeds! {
+    1 => chaos_seed_1, chaos_seed_1_with_net;
+    2 => chaos_seed_2, chaos_seed_2_with_net;
+    3 => chaos_seed_3, chaos_seed_3_with_net;
+    42 => chaos_seed_42, chaos_seed_42_with_net;
+    1234 => chaos_seed_1234, chaos_seed_1234_with_net;
+}
+
+/// The smallest guest sandvmm accepts still has room for chaos's buffers.
+#[test]
+fn chaos_in_the_smallest_guest() {
+    let run = boot_scenario("chaos", "seed=7 iters=5000", &["--memory", "16M"], CHAOS);
+    assert_survived(&run, 7);
+}
