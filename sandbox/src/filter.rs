@@ -257,10 +257,10 @@ impl CompiledFilter {
             len: self.program.len() as u16,
             filter: self.program.as_ptr() as *mut libc::sock_filter,
         };
+        const SET_MODE_FILTER: libc::c_uint = libc::SECCOMP_SET_MODE_FILTER;
         // SAFETY: `prog` points at a valid BPF program that outlives the call; the
         // kernel copies it.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog) };
+        let rc = unsafe { libc::syscall(libc::SYS_seccomp, SET_MODE_FILTER, 0, &prog) };
         if rc != 0 {
             return Err(FilterError::Install(
                 self.thread,
