@@ -11,7 +11,6 @@ use devices::virtio::mmio::MMIO_WINDOW;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use sandvmm_fuzz::{Inbound, NetRig};
-use vm_memory::{Bytes, GuestAddress};
 
 const BASE: u64 = 0xd000_0000;
 
@@ -87,20 +86,8 @@ fuzz_target!(|ops: Vec<Op>| {
                     rig.transport.write(BASE, reg, &u32::to_le_bytes(v));
                 }
             }
-            Op::Mem { addr, bytes } => {
-                // Partly outside RAM is fine: the write stops there, as DMA would.
-                let _ = rig.mem.write_slice(
-                    &bytes[..bytes.len().min(4096)],
-                    GuestAddress(u64::from(addr)),
-                );
-            }
-            Op::Frame { len, fill } => {
-                let mut frame = vec![fill; usize::from(len)];
-                for b in frame.iter_mut().take(12) {
-                    *b = 0;
-                }
-                rig.tap.push(Inbound::Frame(frame));
-            }
+            Op::Mem { addr, bytes } => rig.poke(u32::from(addr), &bytes),
+            Op::Frame { len, fill } => rig.push_frame(len, fill),
             Op::ReadError { interrupted } => rig.tap.push(Inbound::Error(if interrupted {
                 std::io::ErrorKind::Interrupted
             } else {

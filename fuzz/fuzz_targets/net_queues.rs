@@ -7,10 +7,8 @@
 #![no_main]
 
 use devices::bus::BusDevice;
-use devices::virtio::net::device::MRG_RXBUF;
-use devices::virtio::net::features;
 use devices::virtio::status;
-use devices::virtio::VIRTIO_F_VERSION_1;
+use devices::virtio::{VirtioDevice, VIRTIO_F_VERSION_1};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use sandvmm_fuzz::{Inbound, NetRig, RAM};
@@ -123,15 +121,8 @@ fn write32(rig: &mut NetRig, offset: u64, value: u32) {
 
 /// The bring-up of virtio 1.2, 3.1.1, with the input's features and queues.
 fn bring_up(rig: &mut NetRig, input: &Input) {
-    let offered = VIRTIO_F_VERSION_1
-        | MRG_RXBUF
-        | features::MAC
-        | features::CSUM
-        | features::GUEST_CSUM
-        | features::GUEST_TSO4
-        | features::GUEST_TSO6
-        | features::HOST_TSO4
-        | features::HOST_TSO6;
+    // What the device itself offers, so the fuzzer follows any change to it.
+    let offered = rig.transport.device().features();
     let acked = (input.features & offered) | VIRTIO_F_VERSION_1;
     write32(rig, 0x70, 0);
     write32(rig, 0x70, status::ACKNOWLEDGE);
@@ -195,19 +186,8 @@ fuzz_target!(|input: Input| {
                 avail_idx[i] = idx;
                 let _ = rig.mem.write_obj(idx, GuestAddress(queues[i].avail + 2));
             }
-            Op::Mem { addr, ref bytes } => {
-                let _ = rig.mem.write_slice(
-                    &bytes[..bytes.len().min(4096)],
-                    GuestAddress(u64::from(addr)),
-                );
-            }
-            Op::Frame { len, fill } => {
-                let mut frame = vec![fill; usize::from(len)];
-                for b in frame.iter_mut().take(12) {
-                    *b = 0;
-                }
-                rig.tap.push(Inbound::Frame(frame));
-            }
+            Op::Mem { addr, ref bytes } => rig.poke(u32::from(addr), bytes),
+            Op::Frame { len, fill } => rig.push_frame(len, fill),
             Op::RawFrame(ref f) => rig.tap.push(Inbound::Frame(f.clone())),
             Op::ReadError { interrupted } => rig.tap.push(Inbound::Error(if interrupted {
                 std::io::ErrorKind::Interrupted

@@ -11,7 +11,7 @@ use devices::virtio::mmio::MmioTransport;
 use devices::virtio::net::{Net, NetBackend, MAX_FRAME_LEN};
 use devices::virtio::Interrupt;
 use devices::EventFdTrigger;
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Guest RAM for the device targets: 64 KiB at 0 and one page at 0x20000, so that
 /// buffers and rings can straddle the hole between them or the end of RAM.
@@ -104,6 +104,24 @@ pub struct NetRig {
 }
 
 impl NetRig {
+    /// A DMA-like write of up to 4 KiB of fuzzer bytes into guest memory; partly
+    /// outside RAM is fine: the write stops there.
+    pub fn poke(&self, addr: u32, bytes: &[u8]) {
+        let _ = self.mem.write_slice(
+            &bytes[..bytes.len().min(4096)],
+            GuestAddress(u64::from(addr)),
+        );
+    }
+
+    /// Queues a `len`-byte frame of `fill` bytes behind a zeroed vnet header.
+    pub fn push_frame(&self, len: u16, fill: u8) {
+        let mut frame = vec![fill; usize::from(len)];
+        for b in frame.iter_mut().take(12) {
+            *b = 0;
+        }
+        self.tap.push(Inbound::Frame(frame));
+    }
+
     pub fn new() -> NetRig {
         let mem = guest_memory();
         let tap = FakeTap::default();
