@@ -121,28 +121,12 @@ fn every_thread_is_filtered_while_the_guest_runs() {
         "scenario=echo",
     ]);
     vm.wait_for("SANDVMM-TEST: echo ready", BOOT);
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", vm.pid())).unwrap();
-    let mut names = Vec::new();
-    for task in tasks {
-        let dir = task.unwrap().path();
-        let comm = std::fs::read_to_string(dir.join("comm"))
-            .unwrap()
-            .trim()
-            .to_string();
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        let seccomp = status.lines().find(|l| l.starts_with("Seccomp:")).unwrap();
-        assert_eq!(
-            seccomp.split_whitespace().nth(1),
-            Some("2"),
-            "{comm}: {seccomp}"
-        );
-        // KVM may attach a kernel worker (kvm-nx-lpage-recovery) to the VM's process.
-        if !comm.starts_with("kvm-") {
-            names.push(comm);
-        }
-    }
-    names.sort();
+    let threads = thread_seccomp_modes(vm.pid());
+    let names: Vec<&str> = threads.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["sandvmm", "vcpu0", "vcpu1"]);
+    for (name, seccomp) in &threads {
+        assert_eq!(seccomp, "2", "thread {name}");
+    }
     vm.send(b"quit\n");
     vm.wait_exit(BOOT)
         .assert_guest_printed("SANDVMM-TEST: PASS echo");
@@ -320,4 +304,85 @@ fn sandbox_show_prints_rules_and_programs() {
     let (code, _, err) = show(&["--thread", "gpu"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("invalid --thread"), "{err}");
+}
+
+/// Reads `master` until `marker` appears; panics with what came after `timeout`.
+fn read_pty_until(master: &mut std::fs::File, marker: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {marker:?} on the terminal; got:\n{}",
+            String::from_utf8_lossy(&seen)
+        );
+        let mut pfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+            let mut buf = [0; 4096];
+            match master.read(&mut buf) {
+                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn a_terminal_console_is_raw_while_the_guest_runs_and_restored_under_enforce() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, slave) = {
+        let (mut m, mut s) = (-1, -1);
+        // SAFETY: openpty fills in two descriptors; name, termios and winsize may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened and are owned by nobody else.
+        unsafe { (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
+    };
+    let lflag = |fd: &OwnedFd| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: termios is plain data, filled in by tcgetattr.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid terminal descriptor and termios.
+        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+        t.c_lflag
+    };
+    let before = lflag(&slave);
+    assert_ne!(before & libc::ICANON, 0, "a new pty is canonical");
+    let kernel = testkernel();
+    let mut child = Command::new(sandvmm())
+        .args([
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--cmdline",
+            "scenario=echo",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    read_pty_until(&mut master, "SANDVMM-TEST: echo ready", BOOT);
+    assert_eq!(lflag(&slave) & (libc::ICANON | libc::ECHO), 0, "raw mode");
+    std::io::Write::write_all(&mut master, b"quit\r").unwrap();
+    read_pty_until(&mut master, "SANDVMM-TEST: PASS echo", BOOT);
+    let status = child.wait().unwrap();
+    // Restoring the terminal is the VMM thread's last system call under its filter.
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(lflag(&slave), before, "terminal settings restored");
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod http;
 pub mod netns;
 
 use std::io::{Read, Write};
@@ -269,6 +270,31 @@ pub fn boot_scenario(name: &str, extra: &str, flags: &[&str], timeout: Duration)
     let mut args: Vec<&str> = vec!["--kernel", kernel.to_str().unwrap(), "--cmdline", &cmdline];
     args.extend_from_slice(flags);
     run(&args, timeout)
+}
+
+/// The name and `Seccomp:` field of every thread of process `pid`, sorted by name.
+/// Kernel workers KVM attaches to the process (`kvm-nx-lpage-recovery`) are left out:
+/// they are not sandvmm's threads.
+pub fn thread_seccomp_modes(pid: u32) -> Vec<(String, String)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let comm = comm.trim().to_string();
+        if comm.starts_with("kvm-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let seccomp = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .expect("no Seccomp: line in /proc/PID/task/TID/status")
+            .trim()
+            .to_string();
+        threads.push((comm, seccomp));
+    }
+    threads.sort();
+    threads
 }
 
 /// A scratch directory for one test, removed on drop.

@@ -49,16 +49,25 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        // SAFETY: restores settings read from this terminal earlier.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+        restore(self.fd, &self.saved);
     }
 }
 
-/// Restores the saved settings; async-signal-safe (tcsetattr is on the POSIX list).
+/// Puts back settings read from terminal `fd` earlier, with the one `ioctl(TCSETS)` the
+/// VMM thread's filter allows. glibc's `tcsetattr` follows its TCSETS with a TCGETS, to
+/// catch a pty that ignored `c_cflag`; settings this terminal gave us need no such check.
+/// Async-signal-safe: a single system call.
+fn restore(fd: RawFd, saved: &libc::termios) {
+    // SAFETY: TCSETS reads the kernel's struct termios (asm-generic/termbits.h: four
+    // flag words, c_line, 19 control characters), which is how glibc's termios begins;
+    // `saved` is a valid termios that outlives the call.
+    unsafe { libc::ioctl(fd, libc::TCSETS, saved as *const libc::termios) };
+}
+
+/// Restores the saved settings from a signal handler or the panic hook.
 fn restore_saved() {
     if let Some((fd, saved)) = SAVED.get() {
-        // SAFETY: restores settings read from this terminal earlier.
-        unsafe { libc::tcsetattr(*fd, libc::TCSANOW, saved) };
+        restore(*fd, saved);
     }
 }
 

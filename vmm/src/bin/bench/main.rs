@@ -1,9 +1,10 @@
 //! The sandvmm benchmark harness (docs/BENCHMARKS.md): start-up, memory, filter cost
 //! per system call, exit-heavy workloads with the sandbox on and off, and network rate
-//! and latency. Prints a table and writes JSON.
+//! and latency, and the Linux guest (boot to its shell, console and TCP rates). Prints
+//! a table and writes JSON.
 //!
 //! ```text
-//! sudo target/release/bench [--runs N] [--json FILE] [--only startup,memory,filter,exits,net]
+//! sudo target/release/bench [--runs N] [--json FILE] [--only startup,memory,filter,exits,net,linux]
 //! ```
 //!
 //! Variants that are compared are interleaved run by run, and every figure is a median.
@@ -12,10 +13,14 @@
 //! filter cost) are faithful.
 
 mod filter_cost;
+mod linux;
 mod report;
 mod startup;
 mod workloads;
 
+#[path = "../../../../tests/common/http.rs"]
+#[allow(dead_code)]
+mod http;
 #[path = "../../../../tests/common/netns.rs"]
 #[allow(dead_code)]
 mod netns;
@@ -36,11 +41,12 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Comma-separated subset: startup, memory, filter, exits, net.
+    /// Comma-separated subset: startup, memory, filter, exits, net, linux (the last
+    /// takes about 15 minutes on an emulating host).
     #[arg(
         long,
         value_name = "LIST",
-        default_value = "startup,memory,filter,exits,net"
+        default_value = "startup,memory,filter,exits,net,linux"
     )]
     only: String,
 }
@@ -83,6 +89,7 @@ fn main() {
             "filter" => filter_cost::filter_cost(&mut report),
             "exits" => workloads::exits(&setup, &mut report),
             "net" => workloads::network(&setup, &mut report),
+            "linux" => linux::linux(&setup, &mut report),
             other => Err(format!("unknown part {other:?}")),
         };
         if let Err(e) = result {

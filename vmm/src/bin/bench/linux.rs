@@ -1,0 +1,225 @@
+//! The Linux guest (images/linux): time to the busybox shell prompt, and the workload
+//! of tests/linux.rs (256 KiB on the console, 1 MiB over TCP each way) with the sandbox
+//! enforcing and off, interleaved run by run.
+//!
+//! On the emulating test hosts these figures are bound by the emulated guest kernel;
+//! the comparison between sandbox modes is what they are for.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::http::HttpServer;
+use crate::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
+use crate::report::Report;
+use crate::Setup;
+
+const PROMPT: &str = "sandvmm-guest:/# ";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// A sandvmm child whose stdout is collected by a thread.
+struct Guest {
+    child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    started: Instant,
+}
+
+impl Guest {
+    fn start(mut cmd: Command) -> Result<Guest, String> {
+        let started = Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start sandvmm: {e}"))?;
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        thread::spawn(move || {
+            let mut buf = [0; 65536];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(Guest {
+            child,
+            out,
+            started,
+        })
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Seconds since the start when `marker` appeared.
+    fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<f64, String> {
+        while !self.output().contains(marker) {
+            if self.started.elapsed() > timeout {
+                return Err(format!("no {marker:?} within {timeout:?}"));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("sandvmm exited ({status}) before {marker:?}"));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(self.started.elapsed().as_secs_f64())
+    }
+
+    /// Seconds since the start when sandvmm exited with status 0.
+    fn wait_exit(&mut self, timeout: Duration) -> Result<f64, String> {
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return match status.success() {
+                    true => Ok(self.started.elapsed().as_secs_f64()),
+                    false => Err(format!("sandvmm exited with {status}")),
+                };
+            }
+            if self.started.elapsed() > timeout {
+                return Err(format!("sandvmm still running after {timeout:?}"));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn linux_command(setup: &Setup, program: Command, cpus: &str, mode: &str) -> Command {
+    let mut cmd = program;
+    cmd.args(["--kernel", &setup.image("vmlinux")])
+        .args(["--initrd", &setup.image("initramfs.cpio")])
+        .args(["--cpus", cpus, "--sandbox", mode]);
+    cmd
+}
+
+/// Boots to the shell prompt and types `reboot`: (seconds to the prompt, to the exit).
+fn boot_to_prompt(setup: &Setup, ns: &NetNs, cpus: &str) -> Result<(f64, f64), String> {
+    let mut cmd = linux_command(
+        setup,
+        ns.command(setup.sandvmm.to_str().unwrap()),
+        cpus,
+        "enforce",
+    );
+    cmd.args(["--net", &format!("tap={TAP}")])
+        .args(["--cmdline", &format!("sandvmm.net={GUEST_IP}/24")]);
+    let mut guest = Guest::start(cmd)?;
+    let prompt = guest.wait_for(PROMPT, BOOT_TIMEOUT)?;
+    let stdin = guest.child.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b"reboot\n")
+        .map_err(|e| format!("typing reboot: {e}"))?;
+    let exit = guest.wait_exit(BOOT_TIMEOUT)?;
+    Ok((prompt, exit))
+}
+
+/// The value of `key=` in the guest's `SANDVMM-LINUX: PASS NAME ...` line.
+fn guest_figure(out: &str, step: &str, key: &str) -> Result<f64, String> {
+    let prefix = format!("SANDVMM-LINUX: PASS {step} ");
+    out.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("the guest printed no {prefix:?} line with {key}="))
+}
+
+/// One workload run: (console KiB/s, TCP host->guest KiB/s, guest->host KiB/s).
+fn workload(setup: &Setup, mode: &str) -> Result<[f64; 3], String> {
+    let ns = NetNs::new(true);
+    let listener = ns
+        .enter(|| TcpListener::bind((HOST_IP, 0)))
+        .map_err(|e| e.to_string())?;
+    let server = HttpServer::start(listener);
+    let mut cmd = linux_command(
+        setup,
+        ns.command(setup.sandvmm.to_str().unwrap()),
+        "2",
+        mode,
+    );
+    cmd.args(["--net", &format!("tap={TAP}")]).args([
+        "--cmdline",
+        &format!(
+            "sandvmm.mode=test sandvmm.net={GUEST_IP}/24 sandvmm.host={HOST_IP} sandvmm.http={}",
+            server.port
+        ),
+    ]);
+    let mut guest = Guest::start(cmd)?;
+    guest.wait_for("SANDVMM-LINUX: eth0 up", BOOT_TIMEOUT)?;
+    // The workload waits for these (its ping-from-host step).
+    let _ = ns
+        .command("ping")
+        .args(["-q", "-c", "3", "-W", "10", GUEST_IP])
+        .output();
+    guest.wait_exit(WORKLOAD_TIMEOUT)?;
+    let out = guest.output();
+    if !out.contains("SANDVMM-LINUX: DONE passed=6 failed=0") {
+        return Err(format!("the workload failed under {mode}"));
+    }
+    let rate = |method: &str| {
+        server
+            .transfers()
+            .iter()
+            .find(|t| t.method == method && t.bytes > 0)
+            .map(|t| t.kib_per_s())
+            .ok_or_else(|| format!("no {method} transfer"))
+    };
+    Ok([
+        guest_figure(&out, "serial", "KiB/s")?,
+        rate("GET")?,
+        rate("POST")?,
+    ])
+}
+
+pub fn linux(setup: &Setup, report: &mut Report) -> Result<(), String> {
+    let ns = NetNs::new(true);
+    for cpus in ["1", "2"] {
+        let mut prompt = Vec::new();
+        let mut exit = Vec::new();
+        for _ in 0..setup.runs {
+            let (p, e) = boot_to_prompt(setup, &ns, cpus)?;
+            prompt.push(p);
+            exit.push(e - p);
+        }
+        let what = format!("{cpus} vCPU, virtio-net, enforce");
+        report.add(
+            "linux",
+            format!("boot to shell prompt, {what}"),
+            "s",
+            &prompt,
+        );
+        report.add("linux", format!("`reboot` to exit, {what}"), "s", &exit);
+    }
+    drop(ns);
+    let modes = ["enforce", "off"];
+    let mut figures: [Vec<[f64; 3]>; 2] = Default::default();
+    for _ in 0..setup.runs.min(3) {
+        for (i, mode) in modes.iter().enumerate() {
+            figures[i].push(workload(setup, mode)?);
+        }
+    }
+    let names = [
+        "console output",
+        "TCP host->guest, 1 MiB",
+        "TCP guest->host, 1 MiB",
+    ];
+    for (i, mode) in modes.iter().enumerate() {
+        for (k, name) in names.iter().enumerate() {
+            let samples: Vec<f64> = figures[i].iter().map(|f| f[k]).collect();
+            report.add("linux", format!("{name}, {mode}"), "KiB/s", &samples);
+        }
+    }
+    Ok(())
+}
