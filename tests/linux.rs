@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use common::http::{self, HttpServer, Transfer};
 use common::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
+use common::workload::{self, PROMPT};
 use common::*;
 
 const LINUX_BOOT: Duration = Duration::from_secs(300);
 const WORKLOAD: Duration = Duration::from_secs(900);
-const PROMPT: &str = "sandvmm-guest:/# ";
 /// What the workload writes to the console between its serial markers.
 const SERIAL_BYTES: usize = 256 * 1024;
 
@@ -74,17 +74,13 @@ fn bzimage_boots_to_the_shell() {
 
 /// The value of `key=` in a `SANDVMM-LINUX: PASS NAME key=value ...` line.
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+    workload::field(line, key).unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 /// The workload's `PASS NAME` line.
 fn passed<'a>(out: &'a str, name: &str) -> &'a str {
-    let prefix = format!("SANDVMM-LINUX: PASS {name} ");
-    out.lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
+    workload::pass_line(out, name)
+        .unwrap_or_else(|| panic!("no \"SANDVMM-LINUX: PASS {name}\" line in:\n{out}"))
 }
 
 /// Runs the workload under `--sandbox MODE` and checks every step.
@@ -95,14 +91,7 @@ fn workload(mode: &str) {
     let mut cmd = ns.command(sandvmm());
     cmd.args(linux_args("vmlinux", "2"))
         .args(["--net", &format!("tap={TAP}"), "--sandbox", mode])
-        .args([
-            "--cmdline",
-            &format!(
-                "sandvmm.mode=test sandvmm.net={GUEST_IP}/24 sandvmm.host={HOST_IP} \
-                 sandvmm.http={}",
-                server.port
-            ),
-        ]);
+        .args(["--cmdline", &workload::workload_cmdline(server.port)]);
     let mut vm = Vm::start_command(&mut cmd);
     vm.wait_for("SANDVMM-LINUX: eth0 up", LINUX_BOOT);
 
@@ -141,7 +130,7 @@ fn check_workload(mode: &str, run: &Finished, transfers: &[Transfer]) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    run.assert_guest_printed("SANDVMM-LINUX: DONE passed=6 failed=0");
+    run.assert_guest_printed(workload::ALL_PASSED);
     assert!(
         !run.stderr.contains("sandbox: blocked"),
         "the sandbox reported a violation under {mode}:\n{}",

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod netns;
+pub mod workload;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use crate::http::HttpServer;
 use crate::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
 use crate::report::Report;
+use crate::workload::{self, ALL_PASSED, PROMPT};
 use crate::Setup;
 
-const PROMPT: &str = "sandvmm-guest:/# ";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -123,17 +123,11 @@ fn boot_to_prompt(setup: &Setup, ns: &NetNs, cpus: &str) -> Result<(f64, f64), S
     Ok((prompt, exit))
 }
 
-/// The value of `key=` in the guest's `SANDVMM-LINUX: PASS NAME ...` line.
+/// The value of `key=` in the guest's `SANDVMM-LINUX: PASS STEP ...` line.
 fn guest_figure(out: &str, step: &str, key: &str) -> Result<f64, String> {
-    let prefix = format!("SANDVMM-LINUX: PASS {step} ");
-    out.lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("the guest printed no {prefix:?} line with {key}="))
+    workload::pass_line(out, step)
+        .and_then(|line| workload::field(line, key)?.parse().ok())
+        .ok_or_else(|| format!("the guest printed no PASS {step} line with {key}="))
 }
 
 /// One workload run: (console KiB/s, TCP host->guest KiB/s, guest->host KiB/s).
@@ -149,13 +143,8 @@ fn workload(setup: &Setup, mode: &str) -> Result<[f64; 3], String> {
         "2",
         mode,
     );
-    cmd.args(["--net", &format!("tap={TAP}")]).args([
-        "--cmdline",
-        &format!(
-            "sandvmm.mode=test sandvmm.net={GUEST_IP}/24 sandvmm.host={HOST_IP} sandvmm.http={}",
-            server.port
-        ),
-    ]);
+    cmd.args(["--net", &format!("tap={TAP}")])
+        .args(["--cmdline", &workload::workload_cmdline(server.port)]);
     let mut guest = Guest::start(cmd)?;
     guest.wait_for("SANDVMM-LINUX: eth0 up", BOOT_TIMEOUT)?;
     // The workload waits for these (its ping-from-host step).
@@ -165,7 +154,7 @@ fn workload(setup: &Setup, mode: &str) -> Result<[f64; 3], String> {
         .output();
     guest.wait_exit(WORKLOAD_TIMEOUT)?;
     let out = guest.output();
-    if !out.contains("SANDVMM-LINUX: DONE passed=6 failed=0") {
+    if !out.contains(ALL_PASSED) {
         return Err(format!("the workload failed under {mode}"));
     }
     let rate = |method: &str| {

@@ -24,6 +24,8 @@ mod http;
 #[path = "../../../../tests/common/netns.rs"]
 #[allow(dead_code)]
 mod netns;
+#[path = "../../../../tests/common/workload.rs"]
+mod workload;
 
 use std::path::PathBuf;
 
