@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The demo command of README.md: builds what is missing, then
 #  1. boots the Linux guest (2 vCPUs, virtio-net on a tap inside a network namespace
-#     made for the demo and removed after it) under the enforcing sandbox, and gives
-#     you its shell on this terminal; `reboot` in the guest ends it;
+#     made for the demo and removed after it) under the enforcing sandbox and the
+#     jail, and gives you its shell on this terminal; `reboot` in the guest ends it;
 #  2. shows the filter at work: the test kernel asks sandvmm, through the escape
 #     demonstration port, to execve /bin/sh, and the trap-mode report names the call.
+# sandvmm itself runs as the ordinary user sandvmm-test (in the kvm group, owning the
+# tap): root only installs packages and makes the namespace and the tap.
 # Without a terminal on stdin (CI, a pipe) it types the suggested commands itself.
-# Needs root (apt, network namespaces) and /dev/kvm.
+# Needs root (apt, users, network namespaces) and /dev/kvm.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,11 +18,15 @@ if [[ ! -e /dev/kvm ]]; then
 fi
 
 tests/install-deps.sh
+tests/install-users.sh
 images/build.sh
 cargo build --release --quiet
 B=$PWD/target/release/sandvmm
 
 NS=sandvmm-demo-$$
+# Who runs sandvmm: an ordinary user, with its groups (kvm).
+USER_=sandvmm-test
+AS_USER=(setpriv --reuid="$USER_" --regid="$USER_" --init-groups --)
 HOST_IP=10.0.2.1
 GUEST_IP=10.0.2.2
 PROMPT='sandvmm-guest:/# '
@@ -28,11 +34,11 @@ cleanup() { ip netns del "$NS" 2>/dev/null || true; }
 trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
-ip -n "$NS" tuntap add dev tap0 mode tap
+ip -n "$NS" tuntap add dev tap0 mode tap user "$USER_"
 ip -n "$NS" addr add "$HOST_IP/24" dev tap0
 ip -n "$NS" link set tap0 up
 
-VM=(ip netns exec "$NS" "$B" --kernel images/out/vmlinux --initrd images/out/initramfs.cpio
+VM=(ip netns exec "$NS" "${AS_USER[@]}" "$B" --kernel images/out/vmlinux --initrd images/out/initramfs.cpio
 	--cpus 2 --net tap=tap0 --sandbox enforce
 	--cmdline "sandvmm.net=$GUEST_IP/24 sandvmm.host=$HOST_IP")
 COMMANDS=("ip addr show eth0" "ping -c 3 $HOST_IP" "grep -c ^processor /proc/cpuinfo" "reboot")
@@ -66,13 +72,16 @@ scripted_session() {
 
 cat <<EOF
 demo: booting Linux with 2 vCPUs and virtio-net (tap0, $HOST_IP, in network namespace
-      $NS) under --sandbox enforce: about 15 s to the shell on emulating hosts.
+      $NS) under --sandbox enforce and the jail, run by the ordinary user $USER_:
+      about 18 s to the shell on emulating hosts.
       In the guest's shell try:
         ip addr show eth0
         ping -c 3 $HOST_IP
         cat /proc/cpuinfo
-      From another terminal, every sandvmm thread shows "Seccomp: 2":
-        grep Seccomp /proc/\$(pidof sandvmm)/task/*/status
+      From another terminal, every sandvmm thread shows "Seccomp: 2", and the
+      process has no capability and an empty root:
+        grep -E 'Uid|CapEff|Seccomp' /proc/\$(pidof sandvmm)/task/*/status
+        sudo ls -A /proc/\$(pidof sandvmm)/root
       'reboot' ends the VM (Ctrl-A x quits at once).
 EOF
 status=0
@@ -87,7 +96,7 @@ echo "demo: sandvmm exited with status $status (0: the guest rebooted)"
 echo
 echo "demo: the guest asks sandvmm to execve /bin/sh; --sandbox trap names the blocked call:"
 escape=0
-"$B" --kernel images/out/testkernel.elf --demo-escape --sandbox trap \
+"${AS_USER[@]}" "$B" --kernel images/out/testkernel.elf --demo-escape --sandbox trap \
 	--cmdline "scenario=escape escape=execve" </dev/null || escape=$?
 echo "demo: sandvmm exited with status $escape (100: stopped by the sandbox; enforce mode kills it outright)"
 # A demo that did not show what it promises fails (CI runs it without a terminal).

@@ -83,12 +83,30 @@ fn passed<'a>(out: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no \"SANDVMM-LINUX: PASS {name}\" line in:\n{out}"))
 }
 
-/// Runs the workload under `--sandbox MODE` and checks every step.
-fn workload(mode: &str) {
-    let ns = NetNs::new(true);
+/// Runs the workload under `--sandbox MODE` and checks every step; `user` runs sandvmm
+/// as an ordinary user on a tap made for that user.
+fn workload(mode: &str, user: bool) {
+    let ns = NetNs::new(false);
+    if user {
+        ns.add_tap_for(TEST_USER);
+    } else {
+        ns.add_tap();
+    }
     let listener = ns.enter(|| TcpListener::bind((HOST_IP, 0)).expect("bind in namespace"));
     let server = HttpServer::start(listener);
-    let mut cmd = ns.command(sandvmm());
+    let mut cmd = if user {
+        let mut cmd = ns.command("setpriv");
+        cmd.args([
+            &format!("--reuid={TEST_USER}"),
+            &format!("--regid={TEST_USER}"),
+            "--init-groups",
+            "--",
+            sandvmm(),
+        ]);
+        cmd
+    } else {
+        ns.command(sandvmm())
+    };
     cmd.args(linux_args("vmlinux", "2"))
         .args(["--net", &format!("tap={TAP}"), "--sandbox", mode])
         .args(["--cmdline", &workload::workload_cmdline(server.port)]);
@@ -103,6 +121,15 @@ fn workload(mode: &str) {
     for (name, seccomp) in &threads {
         assert_eq!(seccomp, want, "Seccomp: of thread {name} under {mode}");
     }
+    // And jailed: the jail user (root's launch) or the ordinary user, no capability.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", vm.pid())).unwrap();
+    let uid = uid_of(if user { TEST_USER } else { JAIL_USER });
+    assert!(
+        status.contains(&format!("\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"))
+            && status.contains("\nCapEff:\t0000000000000000\n")
+            && status.contains("\nNoNewPrivs:\t1\n"),
+        "{status}"
+    );
 
     let ping = ns
         .command("ping")
@@ -181,15 +208,20 @@ fn check_workload(mode: &str, run: &Finished, transfers: &[Transfer]) {
 
 #[test]
 fn workload_under_enforce() {
-    workload("enforce");
+    workload("enforce", false);
+}
+
+#[test]
+fn workload_under_enforce_started_by_an_ordinary_user() {
+    workload("enforce", true);
 }
 
 #[test]
 fn workload_under_trap_reports_no_violation() {
-    workload("trap");
+    workload("trap", false);
 }
 
 #[test]
 fn workload_without_sandbox_control() {
-    workload("off");
+    workload("off", false);
 }

@@ -265,20 +265,44 @@ fn script(dir: &Scratch, name: &str, body: &str) -> String {
 fn ifup_script_runs_through_the_helper_up_and_down() {
     let ns = NetNs::new(true);
     let dir = Scratch::new("ifup");
-    let log = dir.0.join("log");
+    // The helper runs scripts as the jail user, which needs a log it may append to.
+    let log = dir.file("log", b"");
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    // The script reports what it runs with: its uid, capabilities, environment and
+    // fds (stdin and stdout /dev/null, no socket: the helper's stays with the helper).
     let up = script(
         &dir,
         "ifup.sh",
-        &format!("echo \"$1 $2\" >> {}", log.display()),
+        &format!(
+            "out=$(readlink /proc/$$/fd/1)\n\
+             exec >> {} 2>&1\n\
+             echo \"$1 $2 uid=$(id -u) $(grep CapEff /proc/$$/status | tr -d '\\t') \
+             secret=${{SANDVMM_TEST_SECRET:-none}} in=$(readlink /proc/$$/fd/0) out=$out \
+             sockets=$(ls -l /proc/$$/fd | grep -c socket:)\"",
+            log.display()
+        ),
     );
-    let mut vm = launch_in(&ns, &format!("tap={TAP},script={up}"), "hello", "");
+    let mut cmd = ns.command(sandvmm());
+    let cmdline = format!("scenario=hello {GUEST_IP_ARGS}");
+    cmd.env("SANDVMM_TEST_SECRET", "leaked").args([
+        "--kernel",
+        testkernel().to_str().unwrap(),
+        "--net",
+        &format!("tap={TAP},script={up}"),
+        "--cmdline",
+        &cmdline,
+    ]);
+    let mut vm = Vm::start_command(&mut cmd);
     vm.close_stdin();
     // The sandboxed VMM asked the helper for `down` after its filter was installed.
     vm.wait_exit(READY)
         .assert_guest_printed("SANDVMM-TEST: PASS hello");
+    let uid = uid_of(JAIL_USER);
+    let want =
+        format!("tap0 {{}} uid={uid} CapEff:0000000000001000 secret=none in=/dev/null out=/dev/null sockets=0\n");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "tap0 up\ntap0 down\n"
+        want.replace("{}", "up") + &want.replace("{}", "down")
     );
 }
 
@@ -291,4 +315,96 @@ fn a_failing_ifup_script_is_a_one_line_error() {
     vm.close_stdin();
     vm.wait_exit(READY)
         .assert_one_line_error(1, "tap0 up exited with status 3");
+}
+
+/// The pid of the script helper sandvmm `vmm` forked: its child whose command line names
+/// `script` (the helper is a fork, not an exec, of sandvmm).
+fn helper_of(vmm: u32, script: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (ppid == vmm.to_string() && String::from_utf8_lossy(&cmdline).contains(script))
+            .then_some(pid)
+    })
+}
+
+#[test]
+fn the_helper_keeps_only_what_a_script_needs_and_dies_with_the_vmm() {
+    let ns = NetNs::new(true);
+    let dir = Scratch::new("helper-process");
+    let up = script(&dir, "ifup.sh", "exit 0");
+    let kernel = testkernel();
+    let cmdline = format!("scenario=echo {GUEST_IP_ARGS}");
+    let mut cmd = ns.command(sandvmm());
+    cmd.env("SANDVMM_TEST_SECRET", "leaked").args([
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--net",
+        &format!("tap={TAP},script={up}"),
+        "--cmdline",
+        &cmdline,
+    ]);
+    let mut vm = Vm::start_command(&mut cmd);
+    vm.wait_for("SANDVMM-TEST: echo ready", READY);
+    let helper = helper_of(vm.pid(), &up).expect("no script helper process");
+    let status = std::fs::read_to_string(format!("/proc/{helper}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let uid = uid_of(JAIL_USER);
+    assert_eq!(field("Uid"), format!("{uid}\t{uid}\t{uid}\t{uid}"));
+    for caps in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            field(caps),
+            "0000000000001000",
+            "{caps}: CAP_NET_ADMIN only"
+        );
+    }
+    assert_eq!(field("NoNewPrivs"), "1");
+    // Its fds: /dev/null in and out, the launcher's stderr, its socket to the VMM.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{helper}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path()).unwrap();
+            format!("{}:{}", e.file_name().to_str().unwrap(), target.display())
+        })
+        .collect();
+    let mut kinds: Vec<&str> = fds
+        .iter()
+        .map(|f| match f.split_once(':').unwrap().1 {
+            "/dev/null" => "null",
+            t if t.starts_with("socket:") => "socket",
+            t if t.starts_with("pipe:") => "stderr",
+            _ => "other",
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["null", "null", "socket", "stderr"], "{fds:?}");
+    // Nothing of the launcher's environment (which had SANDVMM_TEST_SECRET) is left,
+    // not even in the helper's memory.
+    let environ = std::fs::read(format!("/proc/{helper}/environ")).unwrap();
+    assert!(
+        environ.iter().all(|b| *b == 0),
+        "the helper kept an environment"
+    );
+    // A VMM killed outright takes its helper with it (PR_SET_PDEATHSIG).
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(vm.pid() as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{helper}/status")).exists()
+        && !std::fs::read_to_string(format!("/proc/{helper}/status"))
+            .unwrap_or_default()
+            .contains("State:\tZ")
+    {
+        assert!(Instant::now() < deadline, "the helper outlived the VMM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

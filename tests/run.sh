@@ -11,5 +11,6 @@ if [[ ! -e /dev/kvm ]]; then
 fi
 
 tests/install-deps.sh
+tests/install-users.sh
 images/build.sh
 cargo test --workspace

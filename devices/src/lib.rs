@@ -12,25 +12,31 @@ pub mod virtio;
 
 use std::io;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// Flags of every eventfd sandvmm creates: never blocking, and never inherited by a
+/// program the script helper runs.
+pub const EVENTFD_FLAGS: i32 = EFD_NONBLOCK | libc::EFD_CLOEXEC;
 
 /// An `EventFd` that vm-superio devices can use as an interrupt or event line.
 ///
 /// Writing to it either raises a guest interrupt (when registered as an irqfd) or
-/// wakes the VMM's event loop (for example the i8042 reset line).
-#[derive(Debug)]
-pub struct EventFdTrigger(EventFd);
+/// wakes the VMM's event loop (for example the i8042 reset line). Clones share one
+/// fd, so that each line is one fd number the sandbox can pin.
+#[derive(Debug, Clone)]
+pub struct EventFdTrigger(Arc<EventFd>);
 
 impl EventFdTrigger {
-    /// Creates a new non-blocking trigger.
+    /// Creates a new non-blocking, close-on-exec trigger.
     pub fn new() -> io::Result<Self> {
-        Ok(Self(EventFd::new(EFD_NONBLOCK)?))
+        Ok(Self(Arc::new(EventFd::new(EVENTFD_FLAGS)?)))
     }
 
     /// Returns a second handle on the same eventfd, for the side that waits on it.
     pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(Self(self.0.try_clone()?))
+        Ok(self.clone())
     }
 }
 

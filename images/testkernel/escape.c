@@ -1,15 +1,19 @@
 /*
  * escape.c - the sandbox escape demonstration: scenario=escape.
  *
- * With sandvmm's --demo-escape, port 0x5ec is a debug device that makes the
- * VMM attempt a forbidden action on the guest's behalf, as a compromised
- * device model might. The byte written names the attempt (low 7 bits) and
- * the thread that makes it: a vCPU thread (bit 7 clear, the thread that
- * executes the OUT) or the VMM thread (bit 7 set).
+ * With sandvmm's --demo-escape, ports 0x5ec-0x5f3 are a debug device that
+ * makes the VMM attempt a forbidden action on the guest's behalf, as a
+ * compromised device model might. A 32-bit argument written to 0x5f0 comes
+ * first; the byte written to 0x5ec names the attempt (low 7 bits) and the
+ * thread that makes it: a vCPU thread (bit 7 clear, the thread that executes
+ * the OUT) or the VMM thread (bit 7 set).
  *
  *   escape=NAME   execve open socket mprotect mmap fork ptrace kvm-ioctl
- *                 setuid mount
+ *                 setuid mount fd-write signal-other helper int80 x32
+ *                 futex-pi madvise-hwpoison
  *   thread=vcpu|vmm   default vcpu
+ *   arg=N         the attack's argument (a TCP port for socket, a pid for
+ *                 ptrace and signal-other, an fd for fd-write), default 0
  *
  * Under an enforcing sandbox the VMM dies of SIGSYS before the guest prints
  * anything more; under --sandbox trap the VMM names the blocked call. If the
@@ -22,21 +26,30 @@
 #include "x86.h"
 
 #define ESCAPE_PORT 0x5ec
+#define ESCAPE_ARG_PORT (ESCAPE_PORT + 4)
 #define ESCAPE_ON_VMM_THREAD 0x80
 
 static const char *const attacks[] = {
 	0, "execve", "open", "socket", "mprotect", "mmap", "fork", "ptrace",
-	"kvm-ioctl", "setuid", "mount",
+	"kvm-ioctl", "setuid", "mount", "fd-write", "signal-other", "helper",
+	"int80", "x32", "futex-pi", "madvise-hwpoison",
 };
 
 const char *run_escape(void)
 {
-	char name[24], thread[8] = "vcpu";
+	char name[24], thread[8] = "vcpu", arg[12] = "0";
 	uint8_t code = 0;
+	uint32_t value = 0;
 
 	if (!cmdline_get("escape", name, sizeof(name)))
 		return "no-escape-name";
 	cmdline_get("thread", thread, sizeof(thread));
+	cmdline_get("arg", arg, sizeof(arg));
+	for (const char *p = arg; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return "bad-arg";
+		value = value * 10 + (uint32_t)(*p - '0');
+	}
 	for (uint8_t i = 1; i < ARRAY_SIZE(attacks); i++)
 		if (!strcmp(attacks[i], name))
 			code = i;
@@ -49,6 +62,7 @@ const char *run_escape(void)
 
 	kprintf("SANDVMM-TEST: escape attempt %s on the %s thread\n", name,
 		thread);
+	outl(ESCAPE_ARG_PORT, value);
 	outb(ESCAPE_PORT, code);
 	/* The VMM thread acts asynchronously: give it time to die. */
 	delay_us(1000000);

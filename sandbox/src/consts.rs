@@ -57,6 +57,18 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("PROT_WRITE", 0x2),
     ("PROT_EXEC", 0x4),
     ("MADV_DONTNEED", 4),
+    ("MADV_HWPOISON", 100),
+    ("MAP_SHARED", 0x01),
+    ("MAP_PRIVATE", 0x02),
+    ("MAP_ANONYMOUS", 0x20),
+    ("MAP_NORESERVE", 0x4000),
+    ("MAP_STACK", 0x2_0000),
+    // linux/futex.h: operation | FUTEX_PRIVATE_FLAG (128) | FUTEX_CLOCK_REALTIME (256)
+    ("FUTEX_WAIT_PRIVATE", 128),
+    ("FUTEX_WAKE_PRIVATE", 129),
+    ("FUTEX_WAIT_BITSET_PRIVATE", 137),
+    ("FUTEX_WAIT_BITSET_REALTIME", 9 | 256),
+    ("FUTEX_LOCK_PI", 6),
     // linux/sched.h
     ("CLONE_THREAD_FLAGS", CLONE_THREAD_FLAGS),
     // signals (glibc's SIGRTMIN is 34: NPTL keeps 32 and 33 for itself)

@@ -8,9 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::error::SeccompErrno;
+use libseccomp::{ScmpAction, ScmpFilterContext, ScmpSyscall};
 
-use crate::policy::{CondOp, Frequency, Policy, RuleAction};
+use crate::emit::expand;
+use crate::facts::{FdRole, RuntimeFacts};
+use crate::policy::{Frequency, Policy, RuleAction};
 use crate::{Mode, Optimize, Profile, ThreadKind};
 
 /// Errors from compiling or installing a filter.
@@ -41,10 +44,49 @@ pub struct Sandbox {
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
     pub thread: ThreadKind,
-    program: Vec<libc::sock_filter>,
+    pub(crate) program: Vec<libc::sock_filter>,
+}
+
+/// The filters of one run: the VMM thread's, and one per vCPU (each pinned to its
+/// own vCPU fd). All None with mode off.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    pub vmm: Option<CompiledFilter>,
+    pub vcpus: Vec<Option<CompiledFilter>>,
 }
 
 impl Sandbox {
+    /// The policy at `policy_file` (or the built-in one) and the built-in frequency
+    /// table, with the given options.
+    pub fn load(
+        mode: Mode,
+        profile: Profile,
+        optimize: Optimize,
+        policy_file: Option<&std::path::Path>,
+    ) -> Result<Sandbox, crate::PolicyError> {
+        Ok(Sandbox {
+            policy: Policy::load(policy_file)?,
+            ..Sandbox::builtin(mode, profile, optimize)
+        })
+    }
+
+    /// Compiles every filter of a run. `facts` hold the pid and the fds by role, with
+    /// [`FdRole::Vcpu`] left empty; `vcpu_fds` are the vCPU fds in vCPU order.
+    pub fn filters(
+        &self,
+        facts: &RuntimeFacts,
+        vcpu_fds: &[std::os::fd::RawFd],
+    ) -> Result<Filters, FilterError> {
+        let vcpus = vcpu_fds
+            .iter()
+            .map(|fd| self.compile(ThreadKind::Vcpu, &facts.with(FdRole::Vcpu, [*fd])))
+            .collect::<Result<_, _>>()?;
+        Ok(Filters {
+            vmm: self.compile(ThreadKind::Vmm, facts)?,
+            vcpus,
+        })
+    }
+
     /// The built-in policy and frequency table with the given options.
     pub fn builtin(mode: Mode, profile: Profile, optimize: Optimize) -> Sandbox {
         Sandbox {
@@ -57,17 +99,34 @@ impl Sandbox {
         }
     }
 
-    /// The libseccomp context for `thread` (None with mode off).
-    pub fn context(&self, thread: ThreadKind) -> Result<Option<ScmpFilterContext>, FilterError> {
-        let default = match self.mode {
-            Mode::Off => return Ok(None),
-            Mode::Enforce => ScmpAction::KillProcess,
-            Mode::Trap => ScmpAction::Trap,
-            Mode::Log => ScmpAction::Log,
-            Mode::Trace => ScmpAction::Trace(0),
+    /// The action for calls outside the policy, and for calls from another
+    /// architecture or ABI (None with mode off).
+    pub fn default_action(&self) -> Option<ScmpAction> {
+        match self.mode {
+            Mode::Off => None,
+            Mode::Enforce => Some(ScmpAction::KillProcess),
+            Mode::Trap => Some(ScmpAction::Trap),
+            Mode::Log => Some(ScmpAction::Log),
+            Mode::Trace => Some(ScmpAction::Trace(0)),
+        }
+    }
+
+    /// The libseccomp context for `thread` with the run-time `facts` filled in (None
+    /// with mode off).
+    pub fn context(
+        &self,
+        thread: ThreadKind,
+        facts: &RuntimeFacts,
+    ) -> Result<Option<ScmpFilterContext>, FilterError> {
+        let Some(default) = self.default_action() else {
+            return Ok(None);
         };
         let fail = |what: String| FilterError::Compile { thread, what };
         let mut ctx = ScmpFilterContext::new(default).map_err(|e| fail(e.to_string()))?;
+        // A 32-bit `int 0x80` or an x32 call must meet the mode's own action, not
+        // libseccomp's default (which kills only the calling thread, silently).
+        ctx.set_act_badarch(default)
+            .map_err(|e| fail(format!("bad-arch action: {e}")))?;
         // A trace filter has no rules: the profiler must see every call.
         let rules = self
             .policy
@@ -79,28 +138,21 @@ impl Sandbox {
                 RuleAction::Errno(e) => ScmpAction::Errno(e),
             };
             let syscall = ScmpSyscall::from(rule.nr);
-            let conditions: Vec<ScmpArgCompare> = rule
-                .conditions
-                .iter()
-                .map(|c| {
-                    let op = match c.op {
-                        CondOp::Eq => ScmpCompareOp::Equal,
-                        CondOp::Ne => ScmpCompareOp::NotEqual,
-                        CondOp::Lt => ScmpCompareOp::Less,
-                        CondOp::Le => ScmpCompareOp::LessOrEqual,
-                        CondOp::Gt => ScmpCompareOp::Greater,
-                        CondOp::Ge => ScmpCompareOp::GreaterEqual,
-                        CondOp::MaskedEq(mask) => ScmpCompareOp::MaskedEqual(mask),
-                    };
-                    ScmpArgCompare::new(c.arg, op, c.value)
-                })
-                .collect();
-            let added = if conditions.is_empty() {
-                ctx.add_rule_exact(action, syscall)
-            } else {
-                ctx.add_rule_conditional_exact(action, syscall, &conditions)
-            };
-            added.map_err(|e| fail(format!("rule for {}: {e}", rule.syscall)))?;
+            for conditions in expand(rule, facts) {
+                let added = if conditions.is_empty() {
+                    ctx.add_rule_exact(action, syscall)
+                } else {
+                    ctx.add_rule_conditional_exact(action, syscall, &conditions)
+                };
+                match added {
+                    Ok(_) => {}
+                    // This alternative overlaps an earlier rule's with another action:
+                    // the earlier rule stands. Such a policy has no single meaning, and
+                    // `sandvmm sandbox verify` reports it.
+                    Err(e) if e.errno() == Some(SeccompErrno::EEXIST) => {}
+                    Err(e) => return Err(fail(format!("rule for {}: {e}", rule.syscall))),
+                }
+            }
         }
         if self.priorities {
             for (nr, priority) in self.priorities_for(thread) {
@@ -149,8 +201,8 @@ impl Sandbox {
     }
 
     /// libseccomp's pseudo filter code for `thread` (empty with mode off).
-    pub fn pfc(&self, thread: ThreadKind) -> Result<String, FilterError> {
-        let Some(ctx) = self.context(thread)? else {
+    pub fn pfc(&self, thread: ThreadKind, facts: &RuntimeFacts) -> Result<String, FilterError> {
+        let Some(ctx) = self.context(thread, facts)? else {
             return Ok(String::new());
         };
         let bytes = export_via_memfd(|f| ctx.export_pfc(f).map_err(|e| format!("export: {e}")))
@@ -158,9 +210,13 @@ impl Sandbox {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Compiles the filter for `thread` (None with mode off).
-    pub fn compile(&self, thread: ThreadKind) -> Result<Option<CompiledFilter>, FilterError> {
-        let Some(ctx) = self.context(thread)? else {
+    /// Compiles the filter for `thread` with `facts` (None with mode off).
+    pub fn compile(
+        &self,
+        thread: ThreadKind,
+        facts: &RuntimeFacts,
+    ) -> Result<Option<CompiledFilter>, FilterError> {
+        let Some(ctx) = self.context(thread, facts)? else {
             return Ok(None);
         };
         let bytes = export_bpf(&ctx).map_err(|what| FilterError::Compile { thread, what })?;
@@ -194,7 +250,7 @@ fn export_via_memfd(
 }
 
 /// `struct sock_filter` entries from libseccomp's exported bytes.
-fn to_program(bytes: &[u8]) -> Vec<libc::sock_filter> {
+pub(crate) fn to_program(bytes: &[u8]) -> Vec<libc::sock_filter> {
     bytes
         .chunks_exact(8)
         .map(|c| libc::sock_filter {
@@ -206,7 +262,8 @@ fn to_program(bytes: &[u8]) -> Vec<libc::sock_filter> {
         .collect()
 }
 
-fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>, String> {
+/// libseccomp's BPF program for `ctx`, as raw bytes.
+pub(crate) fn export_bpf(ctx: &ScmpFilterContext) -> Result<Vec<u8>, String> {
     export_via_memfd(|f| ctx.export_bpf(f).map_err(|e| format!("export: {e}")))
 }
 
@@ -221,6 +278,24 @@ impl CompiledFilter {
             thread,
             program: to_program(&bytes),
         })
+    }
+
+    /// Exports a libseccomp context made elsewhere (the tests run sandvmm under
+    /// filters of their own to play a host that refuses user namespaces or Landlock).
+    pub fn from_context(
+        thread: ThreadKind,
+        ctx: &ScmpFilterContext,
+    ) -> Result<CompiledFilter, FilterError> {
+        let bytes = export_bpf(ctx).map_err(|what| FilterError::Compile { thread, what })?;
+        Ok(CompiledFilter {
+            thread,
+            program: to_program(&bytes),
+        })
+    }
+
+    /// The program, one `struct sock_filter` per instruction.
+    pub fn program(&self) -> &[libc::sock_filter] {
+        &self.program
     }
 
     /// Number of BPF instructions.

@@ -3,7 +3,7 @@
 //! itself is never filtered.
 
 use super::*;
-use crate::policy::{Condition, Rule};
+use crate::policy::{CondOp, Condition, Rule};
 use crate::report;
 
 /// How a child ended.
@@ -48,18 +48,29 @@ fn sandbox(mode: Mode) -> Sandbox {
     Sandbox::builtin(mode, Profile::Default, Optimize::Priority)
 }
 
+/// The facts every test filter is compiled with: made-up fds, so a pinned call
+/// made in a test child touches at most the child's own fds, with null buffers.
+fn facts() -> RuntimeFacts {
+    RuntimeFacts::sample()
+}
+
 fn compiled(thread: ThreadKind, mode: Mode) -> CompiledFilter {
-    sandbox(mode).compile(thread).unwrap().unwrap()
+    sandbox(mode).compile(thread, &facts()).unwrap().unwrap()
 }
 
 /// A value satisfying `c`, and one violating it.
 fn satisfying(c: &Condition) -> (u64, u64) {
+    let values = c.resolve(&facts());
+    let value = values[0];
     match c.op {
-        CondOp::Eq => (c.value, c.value ^ 0x1),
-        CondOp::Ne => (c.value ^ 0x1, c.value),
-        CondOp::Lt | CondOp::Le => (c.value.saturating_sub(1), c.value + 1),
-        CondOp::Gt | CondOp::Ge => (c.value + 1, c.value.saturating_sub(1)),
-        CondOp::MaskedEq(mask) => (c.value, (c.value & !mask) | (!c.value & mask)),
+        CondOp::Eq => {
+            let bad = (value ^ 1..).find(|v| !values.contains(v)).unwrap();
+            (value, bad)
+        }
+        CondOp::Ne => (value ^ 0x1, value),
+        CondOp::Lt | CondOp::Le => (value.saturating_sub(1), value + 1),
+        CondOp::Gt | CondOp::Ge => (value + 1, value.saturating_sub(1)),
+        CondOp::MaskedEq(mask) => (value, (value & !mask) | (!value & mask)),
     }
 }
 
@@ -262,13 +273,13 @@ fn log_mode_lets_calls_through() {
 #[test]
 fn off_compiles_nothing_and_both_layouts_compile() {
     assert!(sandbox(Mode::Off)
-        .compile(ThreadKind::Vmm)
+        .compile(ThreadKind::Vmm, &facts())
         .unwrap()
         .is_none());
     for optimize in [Optimize::Priority, Optimize::Tree] {
         let sb = Sandbox::builtin(Mode::Enforce, Profile::Strict, optimize);
         for thread in ThreadKind::ALL {
-            let f = sb.compile(thread).unwrap().unwrap();
+            let f = sb.compile(thread, &facts()).unwrap().unwrap();
             assert!(f.len() > 4 && f.to_bytes().len() == 8 * f.len());
         }
     }
@@ -288,4 +299,21 @@ fn priorities_follow_measured_counts() {
     assert_eq!(of("ioctl"), 255);
     assert_eq!(of("write"), 254);
     assert_eq!(of("futex"), 0, "never seen");
+}
+
+#[test]
+fn a_rule_naming_a_role_without_fds_allows_nothing() {
+    // No tap in this VM: TUNSETOFFLOAD is refused on every fd, the sample's tap too.
+    let facts = facts().with(crate::FdRole::Tap, []);
+    let filter = sandbox(Mode::Enforce)
+        .compile(ThreadKind::Vmm, &facts)
+        .unwrap()
+        .unwrap();
+    let tunsetoffload = crate::consts::value_of("TUNSETOFFLOAD").unwrap();
+    for fd in [15, u64::MAX] {
+        let end = in_child(Some(&filter), None, || {
+            raw_syscall(libc::SYS_ioctl as i32, [fd, tunsetoffload, 0, 0, 0, 0]);
+        });
+        assert_eq!(end, End::Killed(libc::SIGSYS), "fd {fd}");
+    }
 }

@@ -10,20 +10,36 @@
 //! Rule order inside each filter comes from measured syscall frequencies
 //! (`policy/x86_64-frequency.toml`, written by `sandvmm sandbox profile`).
 //!
-//! Modules: [`policy`] (the file format), [`consts`] (names usable in conditions),
-//! [`filter`] (compiling and installing), [`report`] (the SIGSYS handler of trap mode),
-//! [`profile`] (counting a real workload's syscalls).
+//! Rules pin every argument known when the filter is compiled: ioctl requests, futex
+//! operations and mmap flags are constants in the policy; fds and the pid are run-time
+//! facts ([`facts`]) that the VMM supplies once the VM is built.
+//!
+//! Modules: [`policy`] (the file format), [`condition`] (argument conditions),
+//! [`facts`] (run-time values), [`consts`] (names usable in conditions), [`filter`]
+//! (compiling and installing, with `emit` turning each rule into what libseccomp is
+//! handed), [`report`] (the SIGSYS handler of trap mode),
+//! [`profile`] (counting a real workload's syscalls), [`bpf`] (an independent
+//! interpreter of the compiled programs), [`verify`] (running every compiled program
+//! over every case its policy cares about, against the policy), [`jail`] (the layers around the
+//! filters: fds, identity and namespaces, an empty root, capabilities, Landlock).
 
+pub mod bpf;
+pub mod condition;
 pub mod consts;
+mod emit;
+pub mod facts;
 pub mod filter;
+pub mod jail;
 pub mod policy;
 pub mod profile;
 pub mod report;
+pub mod verify;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use filter::{CompiledFilter, FilterError, Sandbox};
+pub use facts::{Fact, FdRole, RuntimeFacts};
+pub use filter::{CompiledFilter, FilterError, Filters, Sandbox};
 pub use policy::{Frequency, Policy, PolicyError};
 
 /// The kinds of threads sandvmm runs; each gets its own seccomp filter.

@@ -12,16 +12,17 @@
 //! # profiles = ["default"]          # left out of the strict profile
 //! ```
 //!
-//! A condition is `argN OP VALUE` (OP one of `== != < <= > >=`) or
-//! `argN & MASK == VALUE`; values are numbers or names from [`crate::consts`], and may
-//! be OR-ed with `|`. Every error names the line (syntax) or the rule and field
-//! (meaning), on one line.
+//! Conditions are described in [`crate::condition`]: constants, masks, and run-time
+//! facts such as `$pid` or `$tap` ([`crate::facts`]). Every error names the line
+//! (syntax) or the rule and field (meaning), on one line.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use libseccomp::ScmpSyscall;
 use serde::Deserialize;
 
+pub use crate::condition::{parse_condition, CondOp, Condition, Operand};
 use crate::{consts, Profile, ThreadKind};
 
 /// Errors in a policy or frequency file.
@@ -44,46 +45,8 @@ pub enum PolicyError {
     },
     #[error("{file}: unsupported policy version {0}; this sandvmm reads version 1", file = .1)]
     Version(u32, String),
-}
-
-/// A comparison in a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CondOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    /// `(arg & mask) == value`.
-    MaskedEq(u64),
-}
-
-/// One argument condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Condition {
-    pub arg: u32,
-    pub op: CondOp,
-    pub value: u64,
-}
-
-impl std::fmt::Display for Condition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let value = match consts::ioctl_name(self.value) {
-            Some(name) if self.arg == 1 => name.to_string(),
-            _ => format!("{:#x}", self.value),
-        };
-        let op = match self.op {
-            CondOp::Eq => "==",
-            CondOp::Ne => "!=",
-            CondOp::Lt => "<",
-            CondOp::Le => "<=",
-            CondOp::Gt => ">",
-            CondOp::Ge => ">=",
-            CondOp::MaskedEq(mask) => return write!(f, "arg{} & {mask:#x} == {value}", self.arg),
-        };
-        write!(f, "arg{} {op} {value}", self.arg)
-    }
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
 }
 
 /// What a matching rule does.
@@ -153,6 +116,19 @@ impl Policy {
             include_str!("../policy/x86_64.toml"),
         )
         .expect("the built-in policy is checked by the test suite")
+    }
+
+    /// Reads and checks the policy file at `path`, or returns the built-in policy.
+    pub fn load(path: Option<&Path>) -> Result<Policy, PolicyError> {
+        let Some(path) = path else {
+            return Ok(Policy::builtin());
+        };
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Read {
+            path: name.clone(),
+            reason: e.to_string(),
+        })?;
+        Policy::parse(&name, &text)
     }
 
     /// Parses and checks a policy; `file` names it in errors.
@@ -251,49 +227,6 @@ impl Policy {
             }
         }
         dead
-    }
-}
-
-/// Parses `argN OP VALUE` or `argN & MASK == VALUE`.
-pub fn parse_condition(text: &str) -> Result<Condition, String> {
-    let bad = |why: &str| format!("cannot parse {text:?}: {why}");
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let arg = words
-        .first()
-        .and_then(|w| w.strip_prefix("arg"))
-        .and_then(|n| n.parse::<u32>().ok())
-        .filter(|n| *n < 6)
-        .ok_or_else(|| bad("expected arg0 to arg5 first"))?;
-    let value = |w: &str| -> Result<u64, String> {
-        w.split('|')
-            .map(|part| {
-                consts::value_of(part).ok_or_else(|| bad(&format!("unknown value {part:?}")))
-            })
-            .try_fold(0u64, |acc, v| v.map(|v| acc | v))
-    };
-    match words.as_slice() {
-        [_, "&", mask, "==", v] => Ok(Condition {
-            arg,
-            op: CondOp::MaskedEq(value(mask)?),
-            value: value(v)?,
-        }),
-        [_, op, v] => {
-            let op = match *op {
-                "==" => CondOp::Eq,
-                "!=" => CondOp::Ne,
-                "<" => CondOp::Lt,
-                "<=" => CondOp::Le,
-                ">" => CondOp::Gt,
-                ">=" => CondOp::Ge,
-                _ => return Err(bad("expected one of == != < <= > >=")),
-            };
-            Ok(Condition {
-                arg,
-                op,
-                value: value(v)?,
-            })
-        }
-        _ => Err(bad("expected `argN OP VALUE` or `argN & MASK == VALUE`")),
     }
 }
 

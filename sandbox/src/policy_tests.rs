@@ -1,6 +1,7 @@
 //! Tests of the policy and frequency formats, and of the built-in policy itself.
 
 use super::*;
+use crate::facts::{Fact, FdRole, RuntimeFacts};
 
 const FILE: &str = "test.toml";
 
@@ -88,14 +89,23 @@ fn builtin_mmap_and_mprotect_rules_refuse_prot_exec_and_ioctl_rules_name_their_r
     for rules in Policy::builtin().rules.values() {
         for r in rules {
             if r.syscall == "mmap" || r.syscall == "mprotect" {
-                assert_eq!(
-                    r.conditions,
-                    vec![Condition {
-                        arg: 2,
-                        op: CondOp::MaskedEq(4),
-                        value: 0
-                    }]
+                assert!(
+                    r.conditions
+                        .contains(&Condition::new(2, CondOp::MaskedEq(4), 0)),
+                    "{} may map executable memory",
+                    r.syscall
                 );
+            }
+            if r.syscall == "mmap" {
+                let flags = r
+                    .conditions
+                    .iter()
+                    .find(|c| c.arg == 3)
+                    .expect("mmap flags");
+                for v in flags.resolve(&RuntimeFacts::default()) {
+                    assert_eq!(v & 0x01, 0, "MAP_SHARED allowed");
+                    assert_eq!(v & 0x22, 0x22, "not private and anonymous");
+                }
             }
             if r.syscall == "ioctl" {
                 assert!(
@@ -110,40 +120,88 @@ fn builtin_mmap_and_mprotect_rules_refuse_prot_exec_and_ioctl_rules_name_their_r
 }
 
 #[test]
+fn builtin_policy_pins_fds_pid_futex_ops_and_madvise_advice() {
+    let pinned = |r: &Rule, arg: u32| r.conditions.iter().any(|c| c.arg == arg);
+    for (thread, rules) in &Policy::builtin().rules {
+        for r in rules {
+            let want: &[u32] = match r.syscall.as_str() {
+                "read" | "write" | "close" | "epoll_wait" | "tgkill" => &[0],
+                "ioctl" | "fcntl" => &[0, 1],
+                "epoll_ctl" => &[0, 2],
+                "futex" => &[1],
+                "madvise" => &[2],
+                _ => &[],
+            };
+            for arg in want {
+                assert!(pinned(r, *arg), "{thread} {}: arg{arg} is free", r.syscall);
+            }
+            if r.syscall == "futex" {
+                let ops = r.conditions[0].resolve(&RuntimeFacts::default());
+                // WAIT, WAKE and WAIT_BITSET only: no PI (6-8, 11-13), no requeue (3-4).
+                assert!(
+                    ops.iter().all(|op| [0, 1, 9].contains(&(op & 0x7f))),
+                    "{ops:?}"
+                );
+            }
+            if r.syscall == "madvise" {
+                assert_eq!(r.conditions[0].resolve(&RuntimeFacts::default()), [4]);
+            }
+            if r.syscall == "tgkill" {
+                assert!(r.conditions[0].values.contains(&Operand::Fact(Fact::Pid)));
+            }
+        }
+    }
+}
+
+#[test]
 fn conditions() {
     assert_eq!(
         parse_condition("arg1 == KVM_RUN"),
-        Ok(Condition {
-            arg: 1,
-            op: CondOp::Eq,
-            value: 0xae80
-        })
+        Ok(Condition::new(1, CondOp::Eq, 0xae80))
     );
     assert_eq!(
         parse_condition("arg2 & PROT_EXEC == 0"),
-        Ok(Condition {
-            arg: 2,
-            op: CondOp::MaskedEq(4),
-            value: 0
-        })
+        Ok(Condition::new(2, CondOp::MaskedEq(4), 0))
     );
     assert_eq!(
         parse_condition("arg0 <= 0x10"),
-        Ok(Condition {
-            arg: 0,
-            op: CondOp::Le,
-            value: 16
-        })
+        Ok(Condition::new(0, CondOp::Le, 16))
     );
     assert_eq!(
         parse_condition("arg3 != PROT_READ|PROT_WRITE"),
+        Ok(Condition::new(3, CondOp::Ne, 3))
+    );
+    assert_eq!(
+        parse_condition("arg0 == $pid"),
         Ok(Condition {
-            arg: 3,
-            op: CondOp::Ne,
-            value: 3
+            arg: 0,
+            op: CondOp::Eq,
+            values: vec![Operand::Fact(Fact::Pid)]
         })
     );
+    let set = parse_condition("arg0 in {$tap, $irq, 7, PROT_READ|PROT_WRITE}").unwrap();
+    assert_eq!(
+        set.values,
+        [
+            Operand::Fact(Fact::Fds(FdRole::Tap)),
+            Operand::Fact(Fact::Fds(FdRole::Irq)),
+            Operand::Const(7),
+            Operand::Const(3)
+        ]
+    );
+    assert_eq!(set.to_string(), "arg0 in {$tap, $irq, 0x7, 0x3}");
+    let mut facts = RuntimeFacts::new(9);
+    facts.add(FdRole::Tap, 12).add(FdRole::Irq, 3);
+    assert_eq!(set.resolve(&facts), [3, 7, 12]);
+    assert!(set.holds(12, &facts) && !set.holds(13, &facts));
+    // A value with bits in the high half is not the fd.
+    assert!(!set.holds(12 | 1 << 32, &facts));
     for bad in [
+        "arg0 < $pid",
+        "arg0 == $nope",
+        "arg0 in $tap",
+        "arg0 in {$tap,}",
+        "arg0 & $tap == 0",
         "",
         "arg6 == 1",
         "x == 1",

@@ -8,12 +8,17 @@
 //!
 //! ```text
 //! sandbox: blocked syscall execve (59) in thread vcpu0, args [0x7f1c2c0, 0x0, 0x0, 0x0, 0x0, 0x0]
+//! sandbox: blocked i386 syscall getpid (20) in thread vcpu0, args [...]
+//! sandbox: blocked x32 syscall getpid (0x40000027) in thread sandvmm, args [...]
 //! ```
+//!
+//! A call through another ABI (`int 0x80`, or an x32 number) meets the mode's action
+//! too (the filters' bad-arch action), and the report names the ABI.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-use libseccomp::ScmpSyscall;
+use libseccomp::{ScmpArch, ScmpSyscall};
 
 /// Exit status after a trapped call (a shell shows it as is; enforce mode's SIGSYS
 /// kill shows as 159).
@@ -22,7 +27,14 @@ pub const TRAP_EXIT_STATUS: i32 = 100;
 const NAMED_SYSCALLS: usize = 512;
 const NAME_LEN: usize = 24;
 
-static SYSCALL_NAMES: OnceLock<Vec<[u8; NAME_LEN]>> = OnceLock::new();
+/// `AUDIT_ARCH_*` values of the ABIs an x86_64 process can call the kernel through.
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// The bit that marks an x32 system call number.
+const X32_SYSCALL_BIT: i32 = 0x4000_0000;
+
+/// Syscall names by number: x86_64's, then i386's.
+static SYSCALL_NAMES: OnceLock<[Vec<[u8; NAME_LEN]>; 2]> = OnceLock::new();
 
 thread_local! {
     static THREAD_NAME: Cell<[u8; 16]> = const { Cell::new(*b"unknown\0\0\0\0\0\0\0\0\0") };
@@ -36,19 +48,20 @@ pub fn set_thread_name(name: &str) {
     THREAD_NAME.with(|c| c.set(buf));
 }
 
-fn syscall_names() -> &'static [[u8; NAME_LEN]] {
-    SYSCALL_NAMES.get_or_init(|| {
+fn syscall_names() -> &'static [Vec<[u8; NAME_LEN]>; 2] {
+    let table = |arch: ScmpArch| {
         (0..NAMED_SYSCALLS as i32)
             .map(|nr| {
                 let mut buf = [0u8; NAME_LEN];
-                if let Ok(name) = ScmpSyscall::from(nr).get_name() {
+                if let Ok(name) = ScmpSyscall::from(nr).get_name_by_arch(arch) {
                     let n = name.len().min(NAME_LEN);
                     buf[..n].copy_from_slice(&name.as_bytes()[..n]);
                 }
                 buf
             })
             .collect()
-    })
+    };
+    SYSCALL_NAMES.get_or_init(|| [table(ScmpArch::X8664), table(ScmpArch::X86)])
 }
 
 /// Installs the SIGSYS handler for trap mode. Call once, before any filter.
@@ -112,18 +125,32 @@ impl Line {
 }
 
 /// Builds the report line.
-fn format_report(nr: i32, thread: &[u8], args: [u64; 6]) -> Line {
+fn format_report(nr: i32, arch: u32, thread: &[u8], args: [u64; 6]) -> Line {
     let mut line = Line {
         buf: [0; 256],
         len: 0,
     };
-    line.push(b"sandbox: blocked syscall ");
-    match syscall_names_if_ready().and_then(|t| t.get(nr as usize)) {
+    let x32 = arch == AUDIT_ARCH_X86_64 && nr & X32_SYSCALL_BIT != 0;
+    let (table, abi): (usize, &[u8]) = match arch {
+        AUDIT_ARCH_I386 => (1, b"i386 "),
+        AUDIT_ARCH_X86_64 if x32 => (0, b"x32 "),
+        AUDIT_ARCH_X86_64 => (0, b""),
+        _ => (usize::MAX, b"foreign-ABI "),
+    };
+    line.push(b"sandbox: blocked ");
+    line.push(abi);
+    line.push(b"syscall ");
+    let index = (nr & !X32_SYSCALL_BIT) as usize;
+    match syscall_names_if_ready().and_then(|t| t.get(table)?.get(index)) {
         Some(name) if name[0] != 0 => line.push(name),
         _ => line.push(b"unknown"),
     }
     line.push(b" (");
-    line.push_dec(nr as u64);
+    if x32 {
+        line.push_hex(nr as u64);
+    } else {
+        line.push_dec(nr as u32 as u64);
+    }
     line.push(b") in thread ");
     line.push(thread);
     line.push(b", args [");
@@ -137,27 +164,42 @@ fn format_report(nr: i32, thread: &[u8], args: [u64; 6]) -> Line {
     line
 }
 
-fn syscall_names_if_ready() -> Option<&'static [[u8; NAME_LEN]]> {
-    SYSCALL_NAMES.get().map(|v| v.as_slice())
+fn syscall_names_if_ready() -> Option<&'static [Vec<[u8; NAME_LEN]>; 2]> {
+    SYSCALL_NAMES.get()
 }
 
 extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SIGSYS with SA_SIGINFO; the
     // `_sigsys` member (call address, syscall number, arch) starts at byte 16.
-    let nr = unsafe { *(info.cast::<u8>().add(24).cast::<i32>()) };
+    let (nr, arch) = unsafe {
+        let sigsys = info.cast::<u8>().add(16);
+        (*sigsys.add(8).cast::<i32>(), *sigsys.add(12).cast::<u32>())
+    };
     // SAFETY: with SA_SIGINFO the third argument is the interrupted ucontext.
     let gregs = unsafe { &(*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
-    let args = [
-        libc::REG_RDI,
-        libc::REG_RSI,
-        libc::REG_RDX,
-        libc::REG_R10,
-        libc::REG_R8,
-        libc::REG_R9,
-    ]
-    .map(|r| gregs[r as usize] as u64);
+    // The argument registers of the ABI the call came through.
+    let regs = if arch == AUDIT_ARCH_I386 {
+        [
+            libc::REG_RBX,
+            libc::REG_RCX,
+            libc::REG_RDX,
+            libc::REG_RSI,
+            libc::REG_RDI,
+            libc::REG_RBP,
+        ]
+    } else {
+        [
+            libc::REG_RDI,
+            libc::REG_RSI,
+            libc::REG_RDX,
+            libc::REG_R10,
+            libc::REG_R8,
+            libc::REG_R9,
+        ]
+    };
+    let args = regs.map(|r| gregs[r as usize] as u64);
     let thread = THREAD_NAME.with(|c| c.get());
-    let line = format_report(nr, &thread, args);
+    let line = format_report(nr, arch, &thread, args);
     // SAFETY: write and _exit are async-signal-safe; the buffer is valid for `len`.
     unsafe {
         libc::write(2, line.buf.as_ptr().cast(), line.len);
@@ -172,7 +214,12 @@ mod tests {
     #[test]
     fn report_line_format() {
         syscall_names();
-        let line = format_report(59, b"vcpu0\0", [0x1000, 0, 7, 0xffff_ffff_ffff_ffff, 0, 0]);
+        let line = format_report(
+            59,
+            AUDIT_ARCH_X86_64,
+            b"vcpu0\0",
+            [0x1000, 0, 7, 0xffff_ffff_ffff_ffff, 0, 0],
+        );
         assert_eq!(
             std::str::from_utf8(&line.buf[..line.len]).unwrap(),
             "sandbox: blocked syscall execve (59) in thread vcpu0, args [0x1000, 0x0, 0x7, 0xffffffffffffffff, 0x0, 0x0]\n"
@@ -180,9 +227,23 @@ mod tests {
     }
 
     #[test]
+    fn other_abis_are_named() {
+        syscall_names();
+        let text = |nr, arch| {
+            let line = format_report(nr, arch, b"vcpu0", [0; 6]);
+            String::from_utf8(line.buf[..line.len].to_vec()).unwrap()
+        };
+        assert!(text(20, AUDIT_ARCH_I386)
+            .starts_with("sandbox: blocked i386 syscall getpid (20) in thread vcpu0"));
+        assert!(text(39 | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64)
+            .starts_with("sandbox: blocked x32 syscall getpid (0x40000027) in thread vcpu0"));
+        assert!(text(1, 0xdead).starts_with("sandbox: blocked foreign-ABI syscall unknown (1)"));
+    }
+
+    #[test]
     fn unknown_numbers_are_named_so() {
         syscall_names();
-        let line = format_report(999, b"sandvmm", [0; 6]);
+        let line = format_report(999, AUDIT_ARCH_X86_64, b"sandvmm", [0; 6]);
         assert!(std::str::from_utf8(&line.buf[..line.len])
             .unwrap()
             .contains("unknown (999)"));

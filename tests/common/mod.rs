@@ -43,6 +43,60 @@ pub fn testkernel() -> PathBuf {
     image("testkernel.elf")
 }
 
+/// The ordinary user (in the kvm group) that unprivileged runs use; the install step
+/// (tests/install-users.sh) creates it.
+pub const TEST_USER: &str = "sandvmm-test";
+/// The dedicated user sandvmm becomes when started as root.
+pub const JAIL_USER: &str = "sandvmm";
+
+/// `user`'s uid, or a failed test saying how to create the user.
+pub fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "no user {user}: run tests/install-users.sh"
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A command that runs `program` as [`TEST_USER`] with its groups (kvm among them).
+pub fn as_test_user(program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={TEST_USER}"),
+        &format!("--regid={TEST_USER}"),
+        "--init-groups",
+        "--",
+        program,
+    ]);
+    cmd
+}
+
+/// Makes `cmd`'s child start with `fd` open as fd `at`, inheritable, as a careless
+/// launcher would leave it.
+pub fn inherit_fd(cmd: &mut Command, fd: std::os::fd::RawFd, at: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: fcntl and dup2 are async-signal-safe; they run in the child between fork
+    // and exec. dup2 onto itself would keep close-on-exec, hence the fcntl.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rc = if fd == at {
+                libc::fcntl(at, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, at)
+            };
+            match rc {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
+}
+
 /// Whether the host KVM is the emulating kvm_pvm.
 pub fn emulating_host() -> bool {
     Path::new("/sys/module/kvm_pvm").exists()

@@ -56,6 +56,14 @@ impl NetNs {
         self.configure_tap();
     }
 
+    /// Creates tap0 owned by `user`, who may then attach to it without privileges.
+    pub fn add_tap_for(&self, user: &str) {
+        assert!(ip(&[
+            "-n", &self.name, "tuntap", "add", "dev", TAP, "mode", "tap", "user", user
+        ]));
+        self.configure_tap();
+    }
+
     /// Gives tap0 its address and brings it up.
     pub fn configure_tap(&self) {
         assert!(ip(&[

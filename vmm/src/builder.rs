@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -13,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use devices::bus::{Bus, BusError};
 use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::serial::{SerialDevice, SerialOut, COM1_BASE, COM1_IRQ, COM1_LEN};
-use devices::EventFdTrigger;
+use devices::{EventFdTrigger, EVENTFD_FLAGS};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
+use sandbox::{FdRole, RuntimeFacts};
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{self, BootError};
 use crate::config::{SerialTarget, VmConfig};
@@ -69,6 +71,8 @@ pub enum BuildError {
     Vcpu(u8, #[source] regs::RegsError),
     #[error("cannot create an event fd")]
     EventFd(#[source] io::Error),
+    #[error("cannot register guest memory from its set-up thread")]
+    MemoryThread(#[source] io::Error),
     #[error("cannot open serial output file {path}")]
     SerialFile {
         path: String,
@@ -132,7 +136,11 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, BuildError> {
 }
 
 /// Tells KVM about every guest memory region.
-fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
+///
+/// Not part of [`build`]: KVM waits for an SRCU grace period on each registration,
+/// milliseconds on some hosts, so [`crate::Vmm::run`] does it on a thread of its own
+/// while the main thread compiles the filters and puts the jail on.
+pub fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
     for (slot, region) in mem.iter().enumerate() {
         let region_desc = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -161,14 +169,22 @@ struct PortDevices {
     reset: EventFdTrigger,
 }
 
-fn build_port_devices(vm: &VmFd, target: &SerialTarget) -> Result<PortDevices, BuildError> {
+fn build_port_devices(
+    vm: &VmFd,
+    target: &SerialTarget,
+    facts: &mut RuntimeFacts,
+) -> Result<PortDevices, BuildError> {
     let out = match target {
-        SerialTarget::Stdio => SerialOut::new(Box::new(io::stdout())),
+        SerialTarget::Stdio => {
+            facts.add(FdRole::Console, libc::STDOUT_FILENO);
+            SerialOut::new(Box::new(io::stdout()))
+        }
         SerialTarget::File(path) => {
             let file = File::create(path).map_err(|source| BuildError::SerialFile {
                 path: path.display().to_string(),
                 source,
             })?;
+            facts.add(FdRole::Console, file.as_raw_fd());
             SerialOut::new(Box::new(file))
         }
         SerialTarget::None => SerialOut::discard(),
@@ -176,12 +192,14 @@ fn build_port_devices(vm: &VmFd, target: &SerialTarget) -> Result<PortDevices, B
     let irq = eventfd()?;
     vm.register_irqfd(&irq, COM1_IRQ)
         .map_err(|e| BuildError::Kvm("register the serial irqfd", e))?;
+    facts.add(FdRole::Irq, irq.as_raw_fd());
     let room = eventfd()?;
-    let room_device = room.try_clone().map_err(BuildError::EventFd)?;
-    let serial = Arc::new(Mutex::new(SerialDevice::new(irq, out, Some(room_device))));
+    facts.add(FdRole::Event, room.as_raw_fd());
+    let serial = Arc::new(Mutex::new(SerialDevice::new(irq, out, Some(room.clone()))));
 
     let reset = eventfd()?;
-    let i8042 = I8042::new(reset.try_clone().map_err(BuildError::EventFd)?);
+    facts.add(FdRole::Event, reset.as_raw_fd());
+    let i8042 = I8042::new(reset.clone());
 
     let mut bus = Bus::new();
     bus.insert(serial.clone(), COM1_BASE, COM1_LEN)?;
@@ -196,38 +214,50 @@ fn build_port_devices(vm: &VmFd, target: &SerialTarget) -> Result<PortDevices, B
 
 /// Builds a ready-to-run VM from `config`.
 pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, BuildError> {
+    // Every fd the VM keeps is recorded by role as it is made: the sandbox pins its
+    // system calls to them and the jail closes every other fd.
+    let mut facts = RuntimeFacts::new(std::process::id());
+    facts.add(FdRole::Stderr, libc::STDERR_FILENO);
     let kvm = open_kvm(config.vcpus)?;
     let vm = create_vm(&kvm)?;
+    facts
+        .add(FdRole::Kvm, kvm.as_raw_fd())
+        .add(FdRole::Kvm, vm.as_raw_fd());
     let mem = memory::create_guest_memory(config.memory_bytes)?;
-    register_memory(&vm, &mem)?;
     let slots: Vec<net::MmioSlot> = (0..config.nets.len()).map(net::mmio_slot).collect();
     let boot = boot::load_guest(&mem, config, &host, &slots)?;
 
-    let ports = build_port_devices(&vm, &config.serial)?;
+    let ports = build_port_devices(&vm, &config.serial, &mut facts)?;
     let mut pio = ports.bus;
     let mut escape = None;
     if config.demo_escape {
         let (port, handler) = crate::escape::escape_device().map_err(BuildError::EventFd)?;
-        pio.insert(Arc::new(Mutex::new(port)), crate::escape::ESCAPE_PORT, 1)?;
+        facts.add(FdRole::Event, handler.wake_fd());
+        handler.targets().set_vm_fd(vm.as_raw_fd());
+        pio.insert(
+            Arc::new(Mutex::new(port)),
+            crate::escape::ESCAPE_PORT,
+            crate::escape::ESCAPE_PORT_LEN,
+        )?;
         escape = Some(Arc::new(Mutex::new(handler)));
     }
     let pio = Arc::new(pio);
     let mut mmio = Bus::new();
     let mut nets = Vec::with_capacity(config.nets.len());
     for (index, net_config) in config.nets.iter().enumerate() {
-        let handler =
-            net::build_net(&vm, &mem, &mut mmio, index, net_config).map_err(|source| {
-                BuildError::Net {
-                    name: format!("net{index}"),
-                    spec: net_config.spec.clone(),
-                    source,
-                }
-            })?;
+        let handler = net::build_net(&vm, &mem, &mut mmio, index, net_config, &mut facts).map_err(
+            |source| BuildError::Net {
+                name: format!("net{index}"),
+                spec: net_config.spec.clone(),
+                source,
+            },
+        )?;
         nets.push(handler);
     }
     let mmio = Arc::new(mmio);
 
-    let vcpu_wake = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    let vcpu_wake = Arc::new(EventFd::new(EVENTFD_FLAGS).map_err(BuildError::EventFd)?);
+    facts.add(FdRole::Event, vcpu_wake.as_raw_fd());
     let (report_tx, report_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -245,19 +275,14 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
             is_terminal,
         )
         .map_err(BuildError::EventFd)?;
+        facts.add(FdRole::Stdin, libc::STDIN_FILENO);
         (Some((Arc::new(Mutex::new(console)), is_terminal)), quit)
     } else {
-        (
-            None,
-            EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?,
-        )
+        let quit = EventFd::new(EVENTFD_FLAGS).map_err(BuildError::EventFd)?;
+        (None, Arc::new(quit))
     };
-    let exit_watch = ExitWatch::new(
-        ports.reset,
-        vcpu_wake.try_clone().map_err(BuildError::EventFd)?,
-        quit,
-        report_rx,
-    );
+    facts.add(FdRole::Event, quit.as_raw_fd());
+    let exit_watch = ExitWatch::new(ports.reset, vcpu_wake.clone(), quit, report_rx);
 
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -267,6 +292,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         let fd = vm
             .create_vcpu(index.into())
             .map_err(|e| BuildError::Kvm("create a vCPU", e))?;
+        facts.add(FdRole::Kvm, fd.as_raw_fd());
         let cpuid = cpuid::vcpu_cpuid(&supported, index, config.vcpus, host.cpuid_options());
         fd.set_cpuid2(&cpuid)
             .map_err(|e| BuildError::Vcpu(index, regs::RegsError::Kvm("CPUID", e)))?;
@@ -286,7 +312,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
             mem: mem.clone(),
             stop: stop.clone(),
             reports: report_tx.clone(),
-            wake: vcpu_wake.try_clone().map_err(BuildError::EventFd)?,
+            wake: vcpu_wake.clone(),
             emulation_hint: host.emulation_hint(),
             trace_boot,
         });
@@ -302,6 +328,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         nets,
         escape,
         stop,
+        facts,
         boot,
     })
 }

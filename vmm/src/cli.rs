@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// sandvmm: a small KVM virtual machine monitor with a seccomp sandbox built in.
 ///
@@ -30,7 +30,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Inspect the seccomp policy or measure a workload's system calls.
+    /// Inspect the sandbox's layers and policy, prove the compiled filters, or measure a
+    /// workload's system calls.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -38,8 +39,13 @@ pub enum Command {
 /// `sandvmm sandbox ...`
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
-    /// Print the rules, or the compiled filter, of a thread kind.
+    /// Print the rules, or the compiled filter, of a thread kind; or, with --layers,
+    /// every confinement layer a run would set up on this host.
     Show {
+        /// Describe the layers (seccomp, the jail's fds, identity, namespaces, root,
+        /// capabilities, Landlock, limits) instead of the rules.
+        #[arg(long)]
+        layers: bool,
         /// Thread kind: vmm or vcpu (default: both).
         #[arg(long, value_name = "KIND")]
         thread: Option<String>,
@@ -57,6 +63,14 @@ pub enum SandboxCommand {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Check every compiled filter (each mode, profile, layout and thread kind) against
+    /// its policy with an independent BPF interpreter, over every syscall number and
+    /// argument edge case; exit 1 listing the cases where they disagree.
+    Verify {
+        /// A policy file instead of the built-in one.
+        #[arg(long = "sandbox-policy", visible_alias = "policy", value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
     /// Run a VM (the arguments after `--`) and count each thread's system calls
     /// after set-up, to regenerate the priorities table.
     Profile {
@@ -70,6 +84,13 @@ pub enum SandboxCommand {
         #[arg(last = true, required = true, value_name = "RUN-ARGS")]
         run_args: Vec<String>,
     },
+}
+
+/// A flag that is `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The flags that describe a VM and how to run it.
@@ -139,6 +160,18 @@ pub struct RunArgs {
     /// For demonstrations and tests only.
     #[arg(long)]
     pub demo_escape: bool,
+
+    /// The jail around the seccomp filters: `on` closes inherited fds, drops root for
+    /// the jail user, enters new user, mount, IPC, UTS, network and cgroup namespaces
+    /// with an empty root, drops every capability and applies Landlock; `off` for hosts
+    /// that cannot (docs/SANDBOX.md).
+    #[arg(long, value_enum, value_name = "on|off", default_value_t = Switch::On)]
+    pub jail: Switch,
+
+    /// Who sandvmm becomes when started as root: a user name or UID:GID (default: the
+    /// dedicated `sandvmm` user).
+    #[arg(long, value_name = "USER|UID:GID")]
+    pub jail_user: Option<String>,
 
     /// Installs trace filters for `sandvmm sandbox profile`.
     #[arg(long, hide = true)]

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use devices::virtio::net::{format_mac, parse_mac, MacAddr};
+use sandbox::jail::JailUser;
 use sandbox::{Mode, Optimize, Profile};
 
 pub use crate::cli::RunArgs;
@@ -76,8 +77,17 @@ pub struct VmConfig {
     pub nets: Vec<NetConfig>,
     pub host_adapt: bool,
     pub sandbox: SandboxConfig,
+    pub jail: JailConfig,
     /// The escape demonstration port is present.
     pub demo_escape: bool,
+}
+
+/// Whether and how the jail goes on (docs/SANDBOX.md, "The jail").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailConfig {
+    pub enabled: bool,
+    /// `--jail-user`: who to become when started as root.
+    pub user: JailUser,
 }
 
 /// How the sandbox runs.
@@ -176,6 +186,16 @@ impl RunArgs {
         }
         Ok(VmConfig {
             sandbox,
+            jail: JailConfig {
+                enabled: self.jail == crate::cli::Switch::On,
+                user: match self.jail_user.as_deref() {
+                    None => JailUser::default(),
+                    Some(spec) => spec.parse().map_err(|message| ConfigError::Sandbox {
+                        flag: "--jail-user",
+                        message,
+                    })?,
+                },
+            },
             demo_escape: self.demo_escape,
             memory_bytes: parse_memory(&self.memory)?,
             serial: parse_serial(&self.serial)?,

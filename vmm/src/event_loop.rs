@@ -12,10 +12,10 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use devices::serial::SerialDevice;
-use devices::EventFdTrigger;
+use devices::{EventFdTrigger, EVENTFD_FLAGS};
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::terminal::EscapeFilter;
 use crate::vcpu::{StopReason, VcpuError, VcpuReport};
@@ -34,8 +34,8 @@ pub enum Outcome {
 /// Waits for the end of the VM.
 pub struct ExitWatch {
     reset: EventFdTrigger,
-    vcpu_wake: EventFd,
-    quit: EventFd,
+    vcpu_wake: Arc<EventFd>,
+    quit: Arc<EventFd>,
     reports: Receiver<VcpuReport>,
     outcome: Option<Outcome>,
 }
@@ -45,8 +45,8 @@ impl ExitWatch {
     /// `vcpu_wake`; the console writes `quit`.
     pub fn new(
         reset: EventFdTrigger,
-        vcpu_wake: EventFd,
-        quit: EventFd,
+        vcpu_wake: Arc<EventFd>,
+        quit: Arc<EventFd>,
         reports: Receiver<VcpuReport>,
     ) -> Self {
         Self {
@@ -111,7 +111,7 @@ pub struct ConsoleInput {
     stdin: RawFd,
     serial: Arc<Mutex<SerialDevice>>,
     room: EventFdTrigger,
-    quit: EventFd,
+    quit: Arc<EventFd>,
     /// Present when stdin is a terminal: handles Ctrl-A x.
     escapes: Option<EscapeFilter>,
     reading: bool,
@@ -126,9 +126,9 @@ impl ConsoleInput {
         serial: Arc<Mutex<SerialDevice>>,
         room: EventFdTrigger,
         is_terminal: bool,
-    ) -> std::io::Result<(Self, EventFd)> {
-        let quit = EventFd::new(EFD_NONBLOCK)?;
-        let quit_watch = quit.try_clone()?;
+    ) -> std::io::Result<(Self, Arc<EventFd>)> {
+        let quit = Arc::new(EventFd::new(EVENTFD_FLAGS)?);
+        let quit_watch = quit.clone();
         let console = Self {
             stdin,
             serial,
@@ -211,4 +211,34 @@ impl MutEventSubscriber for ConsoleInput {
             }
         }
     }
+}
+
+/// A new event loop and its epoll fd, which the VMM thread's filter pins.
+///
+/// event-manager keeps its epoll fd private. The process is single-threaded here, so
+/// the fd it creates is the lowest free one: that number is taken before, and checked
+/// after to be an open epoll instance.
+pub fn new_event_manager<S: MutEventSubscriber>(
+) -> Result<(event_manager::EventManager<S>, RawFd), crate::Error> {
+    // SAFETY: F_DUPFD_CLOEXEC duplicates stdin's fd (or fails) onto the lowest free
+    // number, which is closed again at once.
+    let probe = unsafe { libc::fcntl(libc::STDIN_FILENO, libc::F_DUPFD_CLOEXEC, 0) };
+    let lowest = if probe >= 0 {
+        // SAFETY: closing the duplicate made just above.
+        unsafe { libc::close(probe) };
+        probe
+    } else {
+        // No stdin to duplicate: fd 0 itself is free.
+        0
+    };
+    let events = event_manager::EventManager::new().map_err(crate::Error::EventLoop)?;
+    let link =
+        std::fs::read_link(format!("/proc/self/fd/{lowest}")).map_err(crate::Error::EpollFd)?;
+    if link.as_os_str() != "anon_inode:[eventpoll]" {
+        return Err(crate::Error::EpollFd(std::io::Error::other(format!(
+            "fd {lowest} is {}",
+            link.display()
+        ))));
+    }
+    Ok((events, lowest))
 }

@@ -1,8 +1,10 @@
 //! sandvmm, the library behind the `sandvmm` binary: configuration, VM building,
 //! vCPU threads and the VMM thread's event loop.
 //!
-//! [`run`] is the whole life of a VM: build it ([`builder::build`]), start one thread per
-//! vCPU, run the event loop on the calling thread until the guest ends, stop the vCPUs.
+//! [`run`] is the whole life of a VM: build it ([`builder::build`]), compile the seccomp
+//! filters with the fds it holds, put the jail on, start one thread per vCPU (each
+//! installs its own filter), install the VMM thread's filter, run the event loop on the
+//! calling thread until the guest ends, stop the vCPUs.
 //! docs/ARCHITECTURE.md walks through it step by step.
 
 pub mod boot;
@@ -20,12 +22,16 @@ pub mod terminal;
 pub mod vcpu;
 pub mod x86_64;
 
+use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use event_manager::{MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
+use sandbox::jail::{self, Identity, JailError};
+use sandbox::{FdRole, FilterError, Filters, PolicyError, RuntimeFacts, Sandbox, ThreadKind};
 use vm_memory::GuestMemoryMmap;
 
 use crate::boot::BootInfo;
@@ -34,7 +40,6 @@ use crate::event_loop::{ConsoleInput, ExitWatch, Outcome};
 use crate::host::Host;
 use crate::terminal::RawMode;
 use crate::vcpu::{StartGate, Vcpu, VcpuStart};
-use sandbox::{CompiledFilter, FilterError, Frequency, Sandbox, ThreadKind};
 
 /// How long to wait for vCPU threads to leave `KVM_RUN` at shutdown.
 const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -46,6 +51,8 @@ pub enum Error {
     Build(#[from] builder::BuildError),
     #[error("cannot set up the event loop")]
     EventLoop(#[source] event_manager::Error),
+    #[error("cannot find the event loop's epoll fd")]
+    EpollFd(#[source] std::io::Error),
     #[error("cannot put the terminal into raw mode")]
     Terminal(#[source] std::io::Error),
     #[error("cannot install the vCPU kick handler")]
@@ -53,9 +60,11 @@ pub enum Error {
     #[error("cannot start vCPU thread {0}")]
     Spawn(u8, #[source] std::io::Error),
     #[error(transparent)]
-    Policy(#[from] sandbox_cmd::SandboxCmdError),
+    Policy(#[from] PolicyError),
     #[error("cannot set up the sandbox")]
     Sandbox(#[from] FilterError),
+    #[error("cannot put the jail on")]
+    Jail(#[from] JailError),
     #[error("cannot install the trap-mode SIGSYS handler")]
     TrapHandler(#[source] std::io::Error),
     #[error(transparent)]
@@ -85,51 +94,44 @@ pub struct Vmm {
     /// The escape demonstration's VMM-thread side, with `--demo-escape`.
     escape: Option<Arc<Mutex<escape::EscapeHandler>>>,
     stop: Arc<AtomicBool>,
+    /// Every fd the VM holds, by role, and the pid: what the filters may name.
+    facts: RuntimeFacts,
     /// What was loaded, for the caller to report.
     pub boot: BootInfo,
 }
 
-/// The compiled filter of each thread kind (None with `--sandbox off`).
-pub struct Filters {
-    pub vmm: Option<CompiledFilter>,
-    pub vcpu: Option<CompiledFilter>,
+/// The confinement of one run: the seccomp policy and, unless `--jail off`, the jail.
+pub struct Confinement {
+    pub sandbox: Sandbox,
+    pub jail: Option<JailSetup>,
 }
 
-impl Filters {
-    /// Compiles the configured policy; installs the SIGSYS handler for trap mode.
-    pub fn prepare(config: &config::SandboxConfig) -> Result<Filters, Error> {
-        let sandbox = Sandbox {
-            policy: sandbox_cmd::load_policy(config.policy_file.as_deref())?,
-            frequency: Frequency::builtin(),
-            mode: config.mode,
-            profile: config.profile,
-            optimize: config.optimize,
-            priorities: true,
-        };
-        if config.mode == sandbox::Mode::Trap {
-            sandbox::report::install_trap_handler().map_err(Error::TrapHandler)?;
-        }
-        Ok(Filters {
-            vmm: sandbox.compile(ThreadKind::Vmm)?,
-            vcpu: sandbox.compile(ThreadKind::Vcpu)?,
-        })
-    }
+/// What the jail needs from before the VM was built.
+pub struct JailSetup {
+    /// Who to become when started as root.
+    pub user: Identity,
+    /// The fds open when sandvmm started: the launcher's.
+    pub inherited_fds: BTreeSet<RawFd>,
 }
 
 impl Vmm {
     /// Runs the VM until it ends; returns how it ended.
     pub fn run(
         self,
-        filters: Filters,
+        confinement: Confinement,
         mut helper: Option<helper::Helper>,
     ) -> Result<Outcome, Error> {
         vcpu::register_kick_handler().map_err(Error::Signal)?;
-        let mut events = EventManager::<Subscriber>::new().map_err(Error::EventLoop)?;
+        let (mut events, epoll_fd) = event_loop::new_event_manager::<Subscriber>()?;
         events.add_subscriber(self.exit_watch.clone());
         for net in self.nets {
             events.add_subscriber(net);
         }
         if let Some(escape) = self.escape {
+            if let Some(helper) = &helper {
+                let handler = escape.lock().unwrap_or_else(|p| p.into_inner());
+                handler.targets().set_helper_fd(helper.fd());
+            }
             events.add_subscriber(escape);
         }
         let mut raw_mode = None;
@@ -140,17 +142,86 @@ impl Vmm {
             }
         }
 
-        // Every device, fd and mapping exists now. The vCPU threads start and install
-        // their own filters; then this thread installs its filter; only then do the
-        // vCPUs enter KVM_RUN (they wait at the gate).
+        // Every device, fd and mapping exists now, and only this thread runs. In this
+        // order: the filters are compiled with every fd by role; the jail goes on; the
+        // vCPU threads start and install their own filters; this thread installs its
+        // filter; only then do the vCPUs enter KVM_RUN (they wait at the gate).
+        let mut facts = self.facts;
+        facts.add(FdRole::Epoll, epoll_fd);
+        if let Some(helper) = &helper {
+            facts.add(FdRole::Helper, helper.fd());
+        }
+        let vcpu_fds: Vec<RawFd> = self.vcpus.iter().map(|v| v.fd.as_raw_fd()).collect();
+        let plan = confinement.jail.as_ref().map(|setup| {
+            let mut keep = facts.all_fds();
+            keep.extend([libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]);
+            jail::Plan {
+                jail_user: setup.user,
+                keep_fds: keep,
+                inherited_fds: setup.inherited_fds.clone(),
+                // The vCPU threads, and the worker KVM starts at the first KVM_RUN.
+                tasks: self.vcpus.len() as u64 + 1,
+            }
+        });
+        let trace = self.vcpus.first().is_some_and(|v| v.trace_boot);
+        let t0 = vcpu::monotonic_ns();
+        // The first half of the jail needs this thread alone.
+        let identity = plan.as_ref().map(jail::begin).transpose()?;
+        let t1 = vcpu::monotonic_ns();
+        // Guest memory is registered on a short-lived thread (KVM waits for an SRCU
+        // grace period), while this one compiles the filters and finishes the jail;
+        // the thread ends before any vCPU starts.
+        let (vm, memory) = (&self._vm, &self._memory);
+        let (filters, reached, registered, times) = std::thread::scope(|scope| {
+            let registration = std::thread::Builder::new()
+                .name("memreg".into())
+                .spawn_scoped(scope, || builder::register_memory(vm, memory));
+            let t2 = vcpu::monotonic_ns();
+            let filters = confinement.sandbox.filters(&facts, &vcpu_fds);
+            let t3 = vcpu::monotonic_ns();
+            let reached = match (&plan, identity) {
+                (Some(plan), Some(identity)) => jail::finish(plan, identity).map(Some),
+                _ => Ok(None),
+            };
+            let t4 = vcpu::monotonic_ns();
+            let registered = match registration {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    let panicked = std::io::Error::other("the thread panicked");
+                    Err(builder::BuildError::MemoryThread(panicked))
+                }),
+                Err(e) => Err(builder::BuildError::MemoryThread(e)),
+            };
+            (
+                filters,
+                reached,
+                registered,
+                [t2, t3, t4, vcpu::monotonic_ns()],
+            )
+        });
+        registered?;
+        let filters = filters?;
+        if let Some(notice) = reached?.and_then(|r| r.notice()) {
+            eprintln!("{notice}");
+        }
+        if trace {
+            let [t2, t3, t4, t5] = times;
+            eprintln!(
+                "sandvmm: trace: filters compiled in {} us, jail on in {} us, memory registered {} us after",
+                (t3 - t2) / 1000,
+                (t1 - t0 + t4 - t3) / 1000,
+                t5.saturating_sub(t4) / 1000
+            );
+        }
+
         let count = self.vcpus.len();
         let gate = Arc::new(StartGate::default());
         let (installed_tx, installed_rx) = mpsc::channel();
         let mut handles = Vec::with_capacity(count);
-        for vcpu in self.vcpus {
+        let Filters { vmm, vcpus } = filters;
+        for (vcpu, filter) in self.vcpus.into_iter().zip(vcpus) {
             let index = vcpu.index;
             let start = VcpuStart {
-                filter: filters.vcpu.clone(),
+                filter,
                 installed: installed_tx.clone(),
                 gate: gate.clone(),
             };
@@ -166,7 +237,7 @@ impl Vmm {
         let mut failure = installed_rx.iter().take(count).find_map(Result::err);
         if failure.is_none() {
             sandbox::report::set_thread_name(&ThreadKind::Vmm.thread_name(0));
-            failure = filters.vmm.as_ref().and_then(|f| f.install().err());
+            failure = vmm.as_ref().and_then(|f| f.install().err());
         }
         gate.open(failure.is_none());
         if let Some(e) = failure {
@@ -207,6 +278,18 @@ impl Vmm {
 
 /// Builds and runs a VM. `trace_boot` prints start-up timestamps on stderr.
 pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
+    // Before anything is opened: which fds are the launcher's.
+    let jail = match config.jail.enabled {
+        false => None,
+        true => Some(JailSetup {
+            inherited_fds: jail::fds::inherited(),
+            user: if jail::identity::started_as_root() {
+                config.jail.user.resolve()?
+            } else {
+                Identity::current()
+            },
+        }),
+    };
     let host = Host::detect(config.host_adapt);
     // The helper is forked first, while this process is single-threaded and holds no
     // KVM fd, tap or guest memory.
@@ -224,9 +307,15 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     let mut helper = if scripts.is_empty() {
         None
     } else {
-        Some(helper::Helper::spawn(scripts)?)
+        let jail_user = jail.as_ref().map(|j| j.user);
+        Some(helper::Helper::spawn(scripts, jail_user)?)
     };
-    let filters = Filters::prepare(&config.sandbox)?;
+    // A bad policy file is an error before anything is built.
+    let sb = &config.sandbox;
+    let sandbox = Sandbox::load(sb.mode, sb.profile, sb.optimize, sb.policy_file.as_deref())?;
+    if sb.mode == sandbox::Mode::Trap {
+        sandbox::report::install_trap_handler().map_err(Error::TrapHandler)?;
+    }
     let vmm = builder::build(config, host, trace_boot)?;
     if let Some(helper) = helper.as_mut() {
         for index in 0..helper.len() {
@@ -237,5 +326,5 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     if let Some(notice) = host.notice() {
         eprintln!("{notice}");
     }
-    vmm.run(filters, helper)
+    vmm.run(Confinement { sandbox, jail }, helper)
 }

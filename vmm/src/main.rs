@@ -71,12 +71,29 @@ fn run_vm(args: vmm::cli::RunArgs) -> ExitCode {
 
 fn sandbox_command(cmd: SandboxCommand) -> ExitCode {
     let result = match cmd {
+        SandboxCommand::Show { layers: true, .. } => {
+            print!("{}", sandbox_cmd::layers());
+            Ok(())
+        }
+        SandboxCommand::Verify { policy } => {
+            return match sandbox_cmd::verify(policy.as_deref()) {
+                Ok((text, agrees)) => {
+                    print!("{text}");
+                    ExitCode::from(if agrees { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("sandvmm: {}", chain(&e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         SandboxCommand::Show {
             thread,
             format,
             profile,
             optimize,
             policy,
+            ..
         } => sandbox_cmd::show(
             thread.as_deref(),
             &format,

@@ -16,7 +16,7 @@
 //!   0x1_0000_0000 RAM continues here when the guest has more than 3.25 GiB
 //! ```
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Where the boot GDT lives.
 pub const BOOT_GDT_START: u64 = 0x500;
@@ -75,6 +75,8 @@ pub enum MemoryError {
         #[source]
         source: vm_memory::mmap::FromRangesError,
     },
+    #[error("cannot keep guest memory out of core dumps")]
+    DontDump(#[source] std::io::Error),
 }
 
 /// The guest RAM ranges for `size` bytes: one range below the MMIO gap, and a second
@@ -96,9 +98,27 @@ pub fn lowmem_end(size: u64) -> u64 {
 }
 
 /// Maps `size` bytes of anonymous guest memory.
+///
+/// The mappings are `MADV_DONTDUMP`: a core dump of sandvmm, should one ever be written
+/// despite the jail's `RLIMIT_CORE 0`, never holds the guest's memory.
 pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
-    GuestMemoryMmap::from_ranges(&ram_ranges(size))
-        .map_err(|source| MemoryError::Allocate { size, source })
+    let mem = GuestMemoryMmap::from_ranges(&ram_ranges(size))
+        .map_err(|source| MemoryError::Allocate { size, source })?;
+    for region in mem.iter() {
+        // SAFETY: advice on a mapping `mem` owns, of its own length; DONTDUMP changes
+        // only what a core dump includes.
+        let rc = unsafe {
+            libc::madvise(
+                region.as_ptr().cast(),
+                region.len() as usize,
+                libc::MADV_DONTDUMP,
+            )
+        };
+        if rc < 0 {
+            return Err(MemoryError::DontDump(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(mem)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! tap, its interrupt (an irqfd) and its queue notifications (ioeventfds, so a guest
 //! kick never leaves the kernel until the VMM thread's event loop picks it up).
 
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use devices::bus::{Bus, BusError};
@@ -10,6 +11,7 @@ use devices::virtio::net::{Net, NetEventHandler, Tap, TapError, RX_QUEUE, TX_QUE
 use devices::virtio::Interrupt;
 use devices::EventFdTrigger;
 use kvm_ioctls::{IoEventAddress, VmFd};
+use sandbox::{FdRole, RuntimeFacts};
 use vm_memory::GuestMemoryMmap;
 
 use crate::config::{NetBackend, NetConfig};
@@ -58,6 +60,7 @@ pub fn build_net(
     mmio: &mut Bus,
     index: usize,
     config: &NetConfig,
+    facts: &mut RuntimeFacts,
 ) -> Result<NetHandler, NetSetupError> {
     let name = format!("net{index}");
     let slot = mmio_slot(index);
@@ -66,10 +69,16 @@ pub fn build_net(
         NetBackend::Fd(fd) => Tap::from_fd(*fd)?,
     };
     let net = Net::new(&name, tap, config.mac).map_err(NetSetupError::EventFd)?;
+    facts
+        .add(FdRole::Tap, net.backend_fd())
+        .add(FdRole::Kick, net.queue_evt(RX_QUEUE).as_raw_fd())
+        .add(FdRole::Kick, net.queue_evt(TX_QUEUE).as_raw_fd())
+        .add(FdRole::Event, net.activate_evt().as_raw_fd());
 
     let irq = EventFdTrigger::new().map_err(NetSetupError::EventFd)?;
     vm.register_irqfd(&irq, slot.irq)
         .map_err(|e| NetSetupError::Kvm("register a virtio irqfd", e))?;
+    facts.add(FdRole::Irq, irq.as_raw_fd());
     let notify = IoEventAddress::Mmio(slot.addr + QUEUE_NOTIFY_OFFSET);
     for queue in [RX_QUEUE, TX_QUEUE] {
         // The driver writes the queue index to QueueNotify; KVM matches it and signals

@@ -1,12 +1,14 @@
-//! `sandvmm sandbox show` and `sandvmm sandbox profile`: looking at the policy and
-//! measuring a workload, without running a VM of our own.
+//! `sandvmm sandbox show`, `verify` and `profile`: looking at the policy and the other
+//! layers, proving the compiled filters, and measuring a workload, without running a
+//! VM of our own.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use sandbox::policy::{Frequency, Policy, PolicyError};
+use sandbox::jail::JailUser;
+use sandbox::policy::{Frequency, PolicyError};
 use sandbox::profile::{self, ProfileError, WorkloadEnd};
-use sandbox::{FilterError, Mode, Optimize, Profile, Sandbox, ThreadKind};
+use sandbox::{FilterError, Mode, Optimize, Profile, RuntimeFacts, Sandbox, ThreadKind};
 
 /// Errors of the sandbox subcommands.
 #[derive(Debug, thiserror::Error)]
@@ -35,26 +37,91 @@ pub enum SandboxCmdError {
     Workload(String),
 }
 
-/// Loads `path`, or the built-in policy.
-pub fn load_policy(path: Option<&Path>) -> Result<Policy, SandboxCmdError> {
-    match path {
-        None => Ok(Policy::builtin()),
-        Some(p) => {
-            let name = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|source| SandboxCmdError::Read {
-                path: name.clone(),
-                source,
-            })?;
-            Ok(Policy::parse(&name, &text)?)
-        }
-    }
-}
-
 fn parse<T: std::str::FromStr<Err = String>>(
     flag: &'static str,
     text: &str,
 ) -> Result<T, SandboxCmdError> {
     text.parse().map_err(|e| SandboxCmdError::Option(flag, e))
+}
+
+/// Renders `sandvmm sandbox show --layers`: every layer a run of this binary would set
+/// up here, with the defaults (`--sandbox enforce`, `--jail on`).
+pub fn layers() -> String {
+    let sandbox = Sandbox::builtin(Mode::Enforce, Profile::Default, Optimize::Priority);
+    let count = |t| sandbox.policy.rules_for(t, Profile::Default).count();
+    let mut text = format!(
+        "seccomp: enforce (default): a filter per thread, {} rules for the VMM thread, {} for each vCPU; any other call kills the process (sandvmm sandbox show)\n",
+        count(ThreadKind::Vmm),
+        count(ThreadKind::Vcpu)
+    );
+    text.push_str("jail: on (default; --jail off goes without)\n");
+    for (layer, what) in sandbox::jail::probe::describe(&JailUser::default()) {
+        let _ = writeln!(text, "  {layer}: {what}");
+    }
+    text
+}
+
+/// Runs `sandvmm sandbox verify`: every mode, profile and layout of both thread kinds,
+/// with sample run-time facts. Returns the report and whether every filter agreed.
+pub fn verify(policy: Option<&Path>) -> Result<(String, bool), SandboxCmdError> {
+    const SHOWN: usize = 10;
+    let facts = RuntimeFacts::sample();
+    let mut text = String::new();
+    let (mut filters, mut failed, mut cases) = (0, 0, 0);
+    for mode in [Mode::Enforce, Mode::Trap, Mode::Log] {
+        for profile in [Profile::Default, Profile::Strict] {
+            for optimize in [Optimize::Priority, Optimize::Tree] {
+                let sandbox = Sandbox::load(mode, profile, optimize, policy)?;
+                for thread in ThreadKind::ALL {
+                    let Some(report) = sandbox::verify::verify(&sandbox, thread, &facts)? else {
+                        continue;
+                    };
+                    let name = format!("{mode:?}/{profile:?}/{optimize:?} {thread}").to_lowercase();
+                    let verdict = if report.mismatches.is_empty() {
+                        "ok  "
+                    } else {
+                        "FAIL"
+                    };
+                    let _ = writeln!(
+                        text,
+                        "{verdict} {name}: {} rules, {} BPF instructions, {} cases, {} mismatches",
+                        report.rules,
+                        report.instructions,
+                        report.cases,
+                        report.mismatches.len()
+                    );
+                    for m in report.mismatches.iter().take(SHOWN) {
+                        let _ = writeln!(text, "       {m}");
+                    }
+                    if report.mismatches.len() > SHOWN {
+                        let _ = writeln!(
+                            text,
+                            "       ... and {} more",
+                            report.mismatches.len() - SHOWN
+                        );
+                    }
+                    filters += 1;
+                    cases += report.cases;
+                    failed += usize::from(!report.mismatches.is_empty());
+                }
+            }
+        }
+    }
+    let source = policy.map_or("the built-in policy".to_string(), |p| {
+        p.display().to_string()
+    });
+    if failed == 0 {
+        let _ = writeln!(
+            text,
+            "every compiled filter does what {source} says ({filters} filters, {cases} cases)"
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "{failed} of {filters} compiled filters disagree with {source}"
+        );
+    }
+    Ok((text, failed == 0))
 }
 
 /// Renders `sandvmm sandbox show`.
@@ -69,22 +136,22 @@ pub fn show(
         Some(t) => vec![parse("--thread", t)?],
         None => ThreadKind::ALL.to_vec(),
     };
-    let sandbox = Sandbox {
-        policy: load_policy(policy)?,
-        frequency: Frequency::builtin(),
-        mode: Mode::Enforce,
-        profile: parse::<Profile>("--profile", profile)?,
-        optimize: parse::<Optimize>("--optimize", optimize)?,
-        priorities: true,
-    };
+    let sandbox = Sandbox::load(
+        Mode::Enforce,
+        parse::<Profile>("--profile", profile)?,
+        parse::<Optimize>("--optimize", optimize)?,
+        policy,
+    )?;
+    // The programs depend on the run-time facts; sample ones stand in for a VM's.
+    let facts = RuntimeFacts::sample();
     let mut out = Vec::new();
     for kind in threads {
         match format {
-            "table" => out.extend_from_slice(table(&sandbox, kind)?.as_bytes()),
-            "pfc" => out.extend_from_slice(sandbox.pfc(kind)?.as_bytes()),
+            "table" => out.extend_from_slice(table(&sandbox, kind, &facts)?.as_bytes()),
+            "pfc" => out.extend_from_slice(sandbox.pfc(kind, &facts)?.as_bytes()),
             "bpf" => {
                 let compiled = sandbox
-                    .compile(kind)?
+                    .compile(kind, &facts)?
                     .expect("enforce mode compiles a filter");
                 let bytes = compiled.to_bytes();
                 let mut text = format!(
@@ -109,9 +176,13 @@ pub fn show(
     Ok(out)
 }
 
-fn table(sandbox: &Sandbox, kind: ThreadKind) -> Result<String, SandboxCmdError> {
+fn table(
+    sandbox: &Sandbox,
+    kind: ThreadKind,
+    facts: &RuntimeFacts,
+) -> Result<String, SandboxCmdError> {
     let compiled = sandbox
-        .compile(kind)?
+        .compile(kind, facts)?
         .expect("enforce mode compiles a filter");
     let priorities = sandbox.priorities_for(kind);
     let rules: Vec<_> = sandbox.policy.rules_for(kind, sandbox.profile).collect();
@@ -124,7 +195,7 @@ fn table(sandbox: &Sandbox, kind: ThreadKind) -> Result<String, SandboxCmdError>
     );
     let _ = writeln!(
         text,
-        "  {:>4}  {:<16} {:<34} reason",
+        "  {:>4}  {:<16} {:<44} reason",
         "prio", "syscall", "condition / action"
     );
     for rule in rules {
@@ -144,7 +215,7 @@ fn table(sandbox: &Sandbox, kind: ThreadKind) -> Result<String, SandboxCmdError>
         let rare = if rule.rare.is_some() { " [rare]" } else { "" };
         let _ = writeln!(
             text,
-            "  {prio:>4}  {:<16} {:<34} {}{rare}",
+            "  {prio:>4}  {:<16} {:<44} {}{rare}",
             rule.syscall, cond, rule.reason
         );
     }

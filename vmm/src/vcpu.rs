@@ -138,7 +138,7 @@ pub struct Vcpu {
     pub mem: GuestMemoryMmap,
     pub stop: Arc<AtomicBool>,
     pub reports: Sender<VcpuReport>,
-    pub wake: EventFd,
+    pub wake: Arc<EventFd>,
     pub emulation_hint: &'static str,
     pub trace_boot: bool,
 }

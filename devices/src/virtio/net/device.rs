@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::chain::{gather, scatter, writable_buffers, RxChain};
 use super::tap::{NetBackend, Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
@@ -24,6 +24,7 @@ use super::{
 use crate::virtio::{
     ActivateError, ActiveQueues, Interrupt, VirtioDevice, WarnOnce, VIRTIO_F_VERSION_1,
 };
+use crate::EVENTFD_FLAGS;
 
 /// The driver can merge RX buffers (5.1.6.3.1): one frame may span several chains.
 pub const MRG_RXBUF: u64 = 1 << 15;
@@ -84,8 +85,8 @@ impl<B: NetBackend> Net<B> {
             name: name.to_string(),
             backend,
             mac,
-            queue_evts: [EventFd::new(EFD_NONBLOCK)?, EventFd::new(EFD_NONBLOCK)?],
-            activate_evt: EventFd::new(EFD_NONBLOCK)?,
+            queue_evts: [EventFd::new(EVENTFD_FLAGS)?, EventFd::new(EVENTFD_FLAGS)?],
+            activate_evt: EventFd::new(EVENTFD_FLAGS)?,
             active: None,
             rx_frame: vec![0; MAX_FRAME_LEN],
             rx_pending: None,

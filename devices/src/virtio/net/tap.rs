@@ -32,6 +32,8 @@ pub enum TapError {
     BadName(String),
     #[error("cannot open /dev/net/tun (is the tun module loaded?)")]
     OpenTun(#[source] io::Error),
+    #[error("permission denied on /dev/net/tun: give users access to it (mode 0666, as udev does) or hand the tap in with --net fd=N")]
+    TunDenied,
     #[error("tap {0} is busy: another process has it open")]
     Busy(String),
     #[error("not permitted to use tap {0}: it belongs to another user, or creating it needs CAP_NET_ADMIN")]
@@ -123,7 +125,10 @@ impl Tap {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")
-            .map_err(TapError::OpenTun)?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM) => TapError::TunDenied,
+                _ => TapError::OpenTun(e),
+            })?;
         let mut req = IfReq::new(name);
         req.flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is, on a tun fd.
@@ -166,6 +171,15 @@ impl Tap {
         if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
             return Err(TapError::Configure(
                 "O_NONBLOCK",
+                io::Error::last_os_error(),
+            ));
+        }
+        // Ours from now on: like every fd sandvmm holds, it must not reach a program
+        // the script helper runs.
+        // SAFETY: fcntl on the same fd; FD_CLOEXEC is the only fd flag.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(TapError::Configure(
+                "FD_CLOEXEC",
                 io::Error::last_os_error(),
             ));
         }
