@@ -2,7 +2,8 @@
 //!
 //! Start-up: from just before `exec` to the first `KVM_RUN` (sandvmm prints its
 //! CLOCK_MONOTONIC time with SANDVMM_TRACE_BOOT=1) and to the test kernel's `hello`
-//! PASS line arriving on the pipe; the enforcing sandbox and no sandbox, interleaved.
+//! PASS line arriving on the pipe; the enforcing sandbox with and without the jail, and
+//! neither, interleaved. The same trace gives the filters' compile time and the jail's.
 //!
 //! Memory: VmRSS and RssAnon of a VMM whose 1-vCPU, 128 MiB guest idles (the test
 //! kernel's `idle` scenario halts the vCPU), minus what the guest touched (the RSS of
@@ -53,11 +54,12 @@ fn wait_for(child: &mut Child, marker: &str, timeout: Duration) -> Result<u128, 
 
 pub fn startup(setup: &Setup, report: &mut Report) -> Result<(), String> {
     let kernel = setup.image("testkernel.elf");
-    let variants = ["enforce", "off"];
+    let variants = [("enforce", "on"), ("enforce", "off"), ("off", "off")];
     let mut first = vec![Vec::new(); variants.len()];
     let mut hello = vec![Vec::new(); variants.len()];
+    let (mut compile, mut jail) = (Vec::new(), Vec::new());
     for _ in 0..setup.runs.max(MIN_STARTUP_RUNS) {
-        for (i, mode) in variants.iter().enumerate() {
+        for (i, (mode, jail_on)) in variants.iter().enumerate() {
             let t0 = monotonic_ns();
             let mut child = spawn(
                 setup,
@@ -66,6 +68,8 @@ pub fn startup(setup: &Setup, report: &mut Report) -> Result<(), String> {
                     &kernel,
                     "--sandbox",
                     mode,
+                    "--jail",
+                    jail_on,
                     "--cmdline",
                     "scenario=hello",
                 ],
@@ -84,22 +88,42 @@ pub fn startup(setup: &Setup, report: &mut Report) -> Result<(), String> {
                 .ok_or("no start-up trace line from sandvmm")?;
             first[i].push((t_run - t0) as f64 / 1e6);
             hello[i].push((t_hello - t0) as f64 / 1e6);
+            if i == 0 {
+                let us = |what: &str| {
+                    stderr
+                        .split(what)
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .ok_or(format!("no {what:?} in the start-up trace"))
+                };
+                compile.push(us("filters compiled in ")? / 1000.0);
+                jail.push(us("jail on in ")? / 1000.0);
+            }
         }
     }
-    for (i, mode) in variants.iter().enumerate() {
+    for (i, (mode, jail_on)) in variants.iter().enumerate() {
+        let name = format!("sandbox {mode}, jail {jail_on}");
         report.add(
             "startup",
-            format!("exec -> first KVM_RUN (sandbox {mode})"),
+            format!("exec -> first KVM_RUN ({name})"),
             "ms",
             &first[i],
         );
         report.add(
             "startup",
-            format!("exec -> hello PASS line (sandbox {mode})"),
+            format!("exec -> hello PASS line ({name})"),
             "ms",
             &hello[i],
         );
     }
+    report.add(
+        "startup",
+        "compiling the filters (in the first)",
+        "ms",
+        &compile,
+    );
+    report.add("startup", "putting the jail on (in the first)", "ms", &jail);
     Ok(())
 }
 
