@@ -5,9 +5,10 @@
 #   libseccomp-dev, pkg-config  the sandbox's libseccomp (the crate links the C library)
 #   iproute2, iputils-ping      network namespaces, taps and ping for the network tests
 #   python3                     the image build scripts
+#   e2fsprogs                   debugfs, to read what a Linux guest wrote to its disk
 set -euo pipefail
 
-PACKAGES=(libseccomp-dev pkg-config iproute2 iputils-ping python3)
+PACKAGES=(libseccomp-dev pkg-config iproute2 iputils-ping python3 e2fsprogs)
 if (($#)); then
 	PACKAGES=("$@")
 fi

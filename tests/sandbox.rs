@@ -140,12 +140,12 @@ fn a_killed_vmm_shows_status_159_in_a_shell() {
 
 #[test]
 fn without_the_filters_the_jail_alone_refuses_the_escape() {
-    // The same attempt, unfiltered: the jail's empty root has no /etc/passwd
+    // An attempt the filters kill, unfiltered: the jail's empty root has no /bin/sh
     // (tests/layers.rs has the whole table, and the control without the jail).
-    let run = escape("open", "vcpu", "off");
+    let run = escape("execve", "vcpu", "off");
     assert!(
         run.stderr
-            .contains("escape demo: open on the vcpu0 thread failed: ENOENT"),
+            .contains("escape demo: execve on the vcpu0 thread failed: ENOENT"),
         "{}",
         run.stderr
     );

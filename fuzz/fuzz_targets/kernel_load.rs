@@ -21,10 +21,10 @@ use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
-use vmm::config::{SandboxConfig, SerialTarget, VmConfig};
+use vmm::config::{JailConfig, SandboxConfig, SerialTarget, VmConfig};
 use vmm::host::Host;
 use vmm::memory::create_guest_memory;
-use vmm::net::MmioSlot;
+use vmm::virtio_slot::MmioSlot;
 
 const SMALL: u64 = 16 << 20;
 const LARGE: u64 = 64 << 20;
@@ -97,6 +97,7 @@ fuzz_target!(|data: &[u8]| {
             memory_bytes,
             serial: SerialTarget::None,
             nets: Vec::new(),
+            disks: Vec::new(),
             host_adapt: true,
             sandbox: SandboxConfig {
                 mode: sandbox::Mode::Off,
@@ -104,10 +105,14 @@ fuzz_target!(|data: &[u8]| {
                 optimize: sandbox::Optimize::Priority,
                 policy_file: None,
             },
+            jail: JailConfig {
+                enabled: false,
+                user: Default::default(),
+            },
             demo_escape: false,
         };
         let slots: Vec<MmioSlot> = (0..usize::from(opts[4] % 20))
-            .map(vmm::net::mmio_slot)
+            .map(vmm::virtio_slot::mmio_slot)
             .collect();
         let host = Host {
             emulating: opts[0] & 2 != 0,

@@ -1,6 +1,11 @@
 //! Shared pieces of the fuzz targets: a scripted stand-in for the tap, guest memory
 //! laid out like a small guest, and a virtio-net device behind its MMIO transport
-//! wired the way vmm/src/net.rs wires it.
+//! wired the way vmm/src/net.rs wires it; [`block`] does the same for virtio-blk, and
+//! [`driver`] plays the guest driver's side for the queue targets.
+
+pub mod block;
+pub mod driver;
+pub use block::BlockRig;
 
 use std::collections::VecDeque;
 use std::io;

@@ -4,6 +4,9 @@
 #   images/out/bzImage              the same kernel as a bzImage
 #   images/out/initramfs.cpio       uncompressed newc initramfs: busybox-static
 #                                   and rootfs/ (/init, /etc)
+#   images/out/rootfs.ext4          the same files as an ext4 root disk (64 MiB,
+#                                   made by mke2fs -d: no root, no loop device),
+#                                   plus /bin/sandvmm-fill for the disk step
 #
 # Idempotent.  The kernel is built once per cache key under
 #   ${SANDVMM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandvmm}/linux-<key>/
@@ -42,9 +45,9 @@ elapsed() { local s=$((SECONDS - ${1:-$START})); printf '%dm%02ds' $((s / 60)) $
 # build-essential (gcc, make, libc headers), bc, bison, flex, libelf-dev:
 #   what the kernel build needs; lz4 compresses the bzImage payload;
 #   xz-utils to unpack the source; python3 for mkcpio.py; binutils (objdump,
-#   readelf) for the checks.
+#   readelf) for the checks; e2fsprogs (mke2fs -d) for the root disk.
 PACKAGES=(linux-source-6.1 build-essential bc bison flex libelf-dev lz4 xz-utils
-	python3 binutils)
+	python3 binutils e2fsprogs)
 
 install_packages() {
 	local missing=() p status
@@ -86,7 +89,7 @@ export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 1970"
 # this if guest.config is edited carelessly.
 REQUIRED_OPTIONS=(CONFIG_64BIT CONFIG_PVH CONFIG_SERIAL_8250_CONSOLE
 	CONFIG_BLK_DEV_INITRD CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES CONFIG_VIRTIO_NET
-	CONFIG_SLAB CONFIG_HZ_25)
+	CONFIG_VIRTIO_BLK CONFIG_EXT4_FS CONFIG_SLAB CONFIG_HZ_25)
 
 kmake() { make -C "$SRC" --no-print-directory ARCH=$KERNEL_ARCH "$@" </dev/null; }
 
@@ -327,6 +330,35 @@ mkdir -p "$IDIR"
 python3 "$HERE/mkcpio.py" "$IDIR/initramfs.cpio" "${entries[@]}"
 log "initramfs: busybox-static $BUSYBOX_VERSION ($("$BUSYBOX" --list | wc -l) applets), rootfs/; archive $(stat -c %s "$IDIR/initramfs.cpio") bytes"
 
+# ---------------------------------------------------------------- root disk
+# The same tree as an ext4 image, made from a staging directory by `mke2fs -d`
+# (no root, no loop device).  No /dev/console: without an initramfs the kernel
+# opens the console before mounting the disk, and mounts devtmpfs on /dev.
+# No metadata checksums: crc32c over every metadata block would run in the
+# emulated guest kernel.  Rebuilt every run: it takes about a second.
+STAGE=$CACHE_ROOT/rootfs-stage
+rm -rf "$STAGE"
+mkdir -p "$STAGE"/{dev,proc,sys,tmp,root,bin,sbin}
+chmod 0555 "$STAGE/proc" "$STAGE/sys"
+chmod 1777 "$STAGE/tmp"
+chmod 0700 "$STAGE/root"
+cp "$BUSYBOX" "$STAGE/bin/busybox"
+ln -s busybox "$STAGE/bin/sh"
+ln -s ../bin/busybox "$STAGE/sbin/init"
+cp -a "$ROOTFS"/. "$STAGE"/
+# The disk step's data generator (tools/sandvmm-fill.c): freestanding, no libc.
+gcc -O2 -static -nostdlib -ffreestanding -fno-stack-protector -fno-builtin -no-pie \
+	-Wall -Wextra -Werror -o "$STAGE/bin/sandvmm-fill" "$HERE/tools/sandvmm-fill.c"
+# Fixed times (with the fixed UUID and hash seed below): the same inputs give the
+# same image.
+find "$STAGE" -exec touch -h -d @0 {} +
+DISK=$CACHE_ROOT/rootfs.ext4
+rm -f "$DISK"
+E2FSPROGS_FAKE_TIME=0 mke2fs -q -t ext4 -O ^metadata_csum -L sandvmm -U clear \
+	-E root_owner=0:0,hash_seed=00000000-0000-0000-0000-000000000000 \
+	-d "$STAGE" "$DISK" 64M
+log "root disk: $(stat -c %s "$DISK") bytes, ext4 of the same files"
+
 # ---------------------------------------------------------------- install
 # Copy only when changed, so unchanged outputs keep their mtime.
 install_out() {
@@ -339,5 +371,6 @@ install_out() {
 install_out "$CDIR/vmlinux" vmlinux
 install_out "$CDIR/bzImage" bzImage
 install_out "$IDIR/initramfs.cpio" initramfs.cpio
+install_out "$DISK" rootfs.ext4
 rm -f "$OUT/initramfs-init.cpio" # its name before the busybox userspace
-log "outputs in $OUT: vmlinux bzImage initramfs.cpio ($(elapsed))"
+log "outputs in $OUT: vmlinux bzImage initramfs.cpio rootfs.ext4 ($(elapsed))"

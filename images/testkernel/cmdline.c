@@ -23,11 +23,14 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Which occurrence find_value() returns: the nth (0-based), or the last. */
+#define LAST_OCCURRENCE	(~0u)
+
 /*
- * Returns the start of the value of the last occurrence (or of the
- * first, if first is set), or NULL.
+ * Returns the start of the value of occurrence nth of key (or of the
+ * last one, for LAST_OCCURRENCE), or NULL if there are not that many.
  */
-static const char *find_value(const char *key, size_t *vlen, bool first)
+static const char *find_value(const char *key, size_t *vlen, u32 nth)
 {
 	size_t klen = strlen(key);
 	const char *found = NULL;
@@ -52,11 +55,13 @@ static const char *find_value(const char *key, size_t *vlen, bool first)
 		} else if (word[klen] == '=') {		/* "key=value" */
 			found = word + klen + 1;
 			*vlen = (size_t)(end - found);
+		} else {				/* "keyfoo": another key */
+			continue;
 		}
-		if (found && first)
-			break;
+		if (nth != LAST_OCCURRENCE && !nth--)
+			return found;
 	}
-	return found;
+	return nth == LAST_OCCURRENCE ? found : NULL;
 }
 
 static bool copy_value(const char *v, size_t vlen, char *out,
@@ -76,23 +81,28 @@ static bool copy_value(const char *v, size_t vlen, char *out,
 bool cmdline_get(const char *key, char *out, size_t outlen)
 {
 	size_t vlen = 0;
-	const char *v = find_value(key, &vlen, false);
+	const char *v = find_value(key, &vlen, LAST_OCCURRENCE);
+
+	return copy_value(v, vlen, out, outlen);
+}
+
+bool cmdline_get_nth(const char *key, u32 nth, char *out, size_t outlen)
+{
+	size_t vlen = 0;
+	const char *v = find_value(key, &vlen, nth);
 
 	return copy_value(v, vlen, out, outlen);
 }
 
 bool cmdline_get_first(const char *key, char *out, size_t outlen)
 {
-	size_t vlen = 0;
-	const char *v = find_value(key, &vlen, true);
-
-	return copy_value(v, vlen, out, outlen);
+	return cmdline_get_nth(key, 0, out, outlen);
 }
 
 u64 cmdline_get_u64(const char *key, u64 def)
 {
 	size_t vlen = 0;
-	const char *v = find_value(key, &vlen, false);
+	const char *v = find_value(key, &vlen, LAST_OCCURRENCE);
 	unsigned base = 10;
 	u64 n = 0;
 

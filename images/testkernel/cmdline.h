@@ -26,6 +26,12 @@ bool cmdline_get(const char *key, char *out, size_t outlen);
  */
 bool cmdline_get_first(const char *key, char *out, size_t outlen);
 
+/*
+ * Same, for occurrence nth (0-based) in command-line order: false if the
+ * key appears nth times or fewer. Walks every virtio_mmio.device= word.
+ */
+bool cmdline_get_nth(const char *key, u32 nth, char *out, size_t outlen);
+
 /* Decimal or 0x-hex value of key; def if absent or not a number. */
 u64 cmdline_get_u64(const char *key, u64 def);
 

@@ -136,6 +136,39 @@ void delay_us(u64 us)
 		cpu_relax();
 }
 
+/* i8254 PIT (channel 2, gated through port 0x61, as Linux calibrates). */
+#define PIT_HZ		1193182
+#define PIT_CH2		0x42
+#define PIT_CMD		0x43
+#define PIT_PORT_B	0x61	/* bit 0 gate 2, bit 1 speaker, bit 5 OUT2 */
+#define PIT_CAL_DIV	20	/* count for 1/20 s */
+
+u64 tsc_measure_hz(void)
+{
+	const u32 latch = PIT_HZ / PIT_CAL_DIV;
+	u8 port_b = inb(PIT_PORT_B);
+	u64 t0, t1, deadline;
+
+	/* Gate high so channel 2 counts, speaker off so nothing beeps. */
+	outb(PIT_PORT_B, (u8)((port_b & ~0x02) | 0x01));
+	/* Channel 2, lobyte/hibyte, mode 0: OUT2 goes high at count 0. */
+	outb(PIT_CMD, 0xb0);
+	outb(PIT_CH2, (u8)latch);
+	outb(PIT_CH2, (u8)(latch >> 8));
+	t0 = rdtsc();
+	/* Each inb is a VM exit: the loop runs a few thousand times. */
+	deadline = t0 + tsc_ms_to_cycles(1000);
+	while (!(inb(PIT_PORT_B) & 0x20)) {
+		if (rdtsc() > deadline) {
+			outb(PIT_PORT_B, port_b);
+			return 0;
+		}
+	}
+	t1 = rdtsc();
+	outb(PIT_PORT_B, port_b);
+	return (t1 - t0) * PIT_CAL_DIV;
+}
+
 void machine_reset(void)
 {
 	static const struct idt_ptr no_idt = { 0, 0 };

@@ -31,6 +31,14 @@ u64 tsc_ms_to_cycles(u64 ms);
 void delay_us(u64 us);
 
 /*
+ * Measures the TSC rate against PIT channel 2 (the i8254 the VMM
+ * emulates; its count runs on the host's clock) over ~50 ms, for
+ * figures that are rates. Returns 0 if channel 2 never fires (no PIT),
+ * in which case TSC_HZ_GUESS is all there is.
+ */
+u64 tsc_measure_hz(void);
+
+/*
  * Prints nothing; flushes the UART, then resets through the i8042. If
  * that returns (no i8042), forces a triple fault (KVM_EXIT_SHUTDOWN).
  */

@@ -55,6 +55,9 @@ void kmain(u64 boot_ptr, u32 kind)
 	reason = sc ? sc->run() : "unknown-scenario";
 	if (reason)
 		kprintf("SANDVMM-TEST: FAIL %s %s\n", name, reason);
+	else if (*scenario_pass_text())
+		kprintf("SANDVMM-TEST: PASS %s %s\n", name,
+			scenario_pass_text());
 	else
 		kprintf("SANDVMM-TEST: PASS %s\n", name);
 	machine_reset();

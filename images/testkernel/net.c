@@ -65,7 +65,7 @@ static const char *bring_up(const u8 fallback_mac[6])
 {
 	const char *why;
 
-	if ((why = virtio_mmio_from_cmdline(&dev)))
+	if ((why = virtio_find(&dev, VIRTIO_ID_NET, 0)))
 		return why;
 	if ((why = virtio_probe(&dev, VIRTIO_ID_NET)))
 		return why;

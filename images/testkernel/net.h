@@ -20,7 +20,6 @@
 #include "lib.h"
 #include "virtio.h"
 
-#define VIRTIO_ID_NET		1
 #define VIRTIO_NET_F_MAC	(1ull << 5)	/* §5.1.3 */
 
 #define NET_HDR_LEN		12	/* struct virtio_net_hdr, §5.1.6 */

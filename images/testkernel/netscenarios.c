@@ -1,9 +1,9 @@
 /*
  * netscenarios.c - the network scenarios: net-ping, net-echo, net-blast.
  *
- * All three bring up the virtio-net device named by the first
- * virtio_mmio.device=SIZE@ADDR:IRQ on the command line (net.c, virtio
- * 1.2 §4.2 and §5.1), print
+ * All three bring up the first virtio-net device (DeviceID 1) among the
+ * virtio_mmio.device=SIZE@ADDR:IRQ words on the command line (net.c,
+ * virtio 1.2 §4.2 and §5.1), print
  *     SANDVMM-TEST: net ready mac=xx:xx:xx:xx:xx:xx ip=A.B.C.D
  * and from then on answer ARP requests for guest_ip and ICMP echo
  * requests to it while they run. Keys: guest_ip= (default 10.0.0.2),

@@ -22,6 +22,7 @@
  *   "\nSANDVMM-TEST: flood end fnv=XXXXXXXX\n"
  */
 #include "scenarios.h"
+#include "blkscenarios.h"
 #include "chaos.h"
 #include "cmdline.h"
 #include "cpu.h"
@@ -220,8 +221,27 @@ static const struct scenario scenarios[] = {
 	{ "net-ping", run_net_ping },
 	{ "net-echo", run_net_echo },
 	{ "net-blast", run_net_blast },
+	{ "blk-rw", run_blk_rw },
+	{ "blk-ro", run_blk_ro },
+	{ "blk-bench", run_blk_bench },
 	{ "chaos", run_chaos },
 };
+
+static char pass_text[192];
+
+void scenario_pass_detail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	kvsnprintf(pass_text, sizeof(pass_text), fmt, ap);
+	va_end(ap);
+}
+
+const char *scenario_pass_text(void)
+{
+	return pass_text;
+}
 
 const struct scenario *scenario_find(const char *name)
 {

@@ -15,4 +15,14 @@ struct scenario {
 /* NULL if there is no scenario of that name. */
 const struct scenario *scenario_find(const char *name);
 
+/*
+ * Results that go on the PASS line after the name, as key=value words:
+ * "SANDVMM-TEST: PASS NAME <text>". The last call wins; the text is cut
+ * to 191 bytes.
+ */
+void scenario_pass_detail(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+/* "" if none was set. */
+const char *scenario_pass_text(void);
+
 #endif

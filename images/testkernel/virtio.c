@@ -2,13 +2,15 @@
  * virtio.c - virtio-mmio transport, version 2 (virtio 1.2 §4.2), and the
  * driver side of split virtqueues (§2.7), for polled use.
  *
- * The device window comes from the command line (§4.2.1 leaves discovery
- * to the platform), in the form Linux parses:
+ * The device windows come from the command line (§4.2.1 leaves discovery
+ * to the platform), one word per device, in the form Linux parses:
  *     virtio_mmio.device=<size>@<baseaddr>:<irq>[:<id>]
  * size is decimal or 0x-hex with an optional K/M/G suffix (4K, 0x1000,
  * 512); baseaddr is 0x-hex (or decimal). sandvmm passes 4K@0xd0000000:5,
  * QEMU microvm 512@0xfeb00e00:12. The window has to lie in 3-4 GiB,
  * which paging_init() identity-maps uncached (PCD|PWT), as MMIO needs.
+ * Like Linux, a driver does not rely on the order of the words: it reads
+ * the DeviceID of each window and takes the one of its type.
  *
  * Memory ordering: x86 keeps stores in order and loads in order, so a
  * compiler barrier is the "suitable memory barrier" of §2.7.13 between
@@ -84,14 +86,14 @@ static bool parse_size(const char **s, u64 *out)
 	return true;
 }
 
-const char *virtio_mmio_from_cmdline(struct virtio_dev *d)
+const char *virtio_mmio_nth(struct virtio_dev *d, u32 nth)
 {
 	char arg[96];
 	const char *p = arg;
 	u64 irq, id;
 
 	memset(d, 0, sizeof(*d));
-	if (!cmdline_get_first("virtio_mmio.device", arg, sizeof(arg)))
+	if (!cmdline_get_nth("virtio_mmio.device", nth, arg, sizeof(arg)))
 		return "no-device";
 	if (!parse_size(&p, &d->size) || *p++ != '@' ||
 	    !parse_num(&p, &d->base) || *p++ != ':' ||
@@ -111,6 +113,54 @@ const char *virtio_mmio_from_cmdline(struct virtio_dev *d)
 	    d->size > MMIO_WINDOW_END - d->base)
 		return "bad-address";
 	return NULL;
+}
+
+const char *virtio_mmio_from_cmdline(struct virtio_dev *d)
+{
+	return virtio_mmio_nth(d, 0);
+}
+
+/* The reason a device of another type is refused, for the FAIL line. */
+static const char *not_type(u32 want_id)
+{
+	switch (want_id) {
+	case VIRTIO_ID_NET: return "not-net";
+	case VIRTIO_ID_BLOCK: return "not-blk";
+	default: return "wrong-device";
+	}
+}
+
+/* §4.2.2.2: a driver ignores a wrong MagicValue or Version, and ID 0. */
+static const char *identify(struct virtio_dev *d)
+{
+	if (rd(d, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC)
+		return "bad-magic";
+	if (rd(d, VIRTIO_MMIO_VERSION) != VIRTIO_MMIO_MODERN)
+		return "bad-version";
+	d->device_id = rd(d, VIRTIO_MMIO_DEVICE_ID);
+	if (!d->device_id)
+		return "no-device";	/* placeholder: touch nothing else */
+	return NULL;
+}
+
+const char *virtio_find(struct virtio_dev *d, u32 want_id, u32 index)
+{
+	const char *first_skip = NULL, *why;
+
+	for (u32 nth = 0;; nth++) {
+		why = virtio_mmio_nth(d, nth);
+		/* no-device from the parser: past the last word. */
+		if (why && !strcmp(why, "no-device"))
+			break;
+		if (!why && !(why = identify(d)) && d->device_id != want_id)
+			why = not_type(want_id);
+		if (!why && !index--)
+			return NULL;
+		if (why && !first_skip)
+			first_skip = why;
+	}
+	memset(d, 0, sizeof(*d));
+	return first_skip ? first_skip : "no-device";
 }
 
 /* ---- device initialization (§3.1.1, §4.2.3.1) ------------------------ */
@@ -146,16 +196,12 @@ void virtio_fail(struct virtio_dev *d)
 
 const char *virtio_probe(struct virtio_dev *d, u32 want_id)
 {
-	/* §4.2.2.2: ignore a wrong MagicValue or Version, and DeviceID 0. */
-	if (rd(d, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC)
-		return "bad-magic";
-	if (rd(d, VIRTIO_MMIO_VERSION) != VIRTIO_MMIO_MODERN)
-		return "bad-version";
-	d->device_id = rd(d, VIRTIO_MMIO_DEVICE_ID);
-	if (!d->device_id)
-		return "no-device";	/* placeholder: touch nothing else */
+	const char *why;
+
+	if ((why = identify(d)))
+		return why;
 	if (d->device_id != want_id)
-		return "not-net";
+		return not_type(want_id);
 	if (!virtio_reset(d))
 		return "reset-timeout";
 	set_status(d, VIRTIO_STATUS_ACKNOWLEDGE);

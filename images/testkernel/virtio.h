@@ -4,9 +4,12 @@
  *
  * The driver side of the spec, kept to what a polled, single-threaded
  * guest needs:
- *   - the device is named on the command line, as for Linux:
+ *   - devices are named on the command line, as for Linux:
  *     virtio_mmio.device=SIZE@ADDR:IRQ[:ID] (§4.2.1 leaves discovery to
- *     the platform); the first such word is used;
+ *     the platform), one word per device; a driver takes the first (or
+ *     the nth) window whose DeviceID is the type it drives (§5: 1 net,
+ *     2 block), so sandvmm's order (net devices, then disks) and QEMU's
+ *     do not matter;
  *   - §3.1.1 initialization: reset, ACKNOWLEDGE, DRIVER, features,
  *     FEATURES_OK (re-read), queues (§4.2.3.2), DRIVER_OK;
  *   - buffers are supplied and reclaimed as in §2.7.13 / §2.7.14, by
@@ -24,7 +27,7 @@
 /* §4.2.2 MMIO Device Register Layout (offsets from the base). */
 #define VIRTIO_MMIO_MAGIC_VALUE		0x000	/* R: 0x74726976 "virt" */
 #define VIRTIO_MMIO_VERSION		0x004	/* R: 2 (1 = legacy) */
-#define VIRTIO_MMIO_DEVICE_ID		0x008	/* R: 1 = network card */
+#define VIRTIO_MMIO_DEVICE_ID		0x008	/* R: 1 net, 2 block (§5) */
 #define VIRTIO_MMIO_VENDOR_ID		0x00c	/* R */
 #define VIRTIO_MMIO_DEVICE_FEATURES	0x010	/* R: 32 bits of features */
 #define VIRTIO_MMIO_DEVICE_FEATURES_SEL	0x014	/* W: which 32 bits */
@@ -134,18 +137,37 @@ struct virtq {
 	u16 last_used;			/* used->idx already consumed */
 };
 
+/* Device types (§5). */
+#define VIRTIO_ID_NET			1
+#define VIRTIO_ID_BLOCK			2
+
 /*
- * Finds the first virtio_mmio.device= on the command line and checks
- * that the window lies in the uncached 3-4 GiB identity map. Returns
- * NULL or a one-word reason: no-device, bad-device-arg, bad-address.
+ * Parses occurrence nth (0-based) of virtio_mmio.device= on the command
+ * line and checks that the window lies in the uncached 3-4 GiB identity
+ * map. Returns NULL or a one-word reason: no-device (fewer words),
+ * bad-device-arg, bad-address. virtio_mmio_from_cmdline() is nth = 0.
  */
+const char *virtio_mmio_nth(struct virtio_dev *d, u32 nth);
 const char *virtio_mmio_from_cmdline(struct virtio_dev *d);
+
+/*
+ * Finds the index-th (0-based) device of type want_id among all the
+ * virtio_mmio.device= windows, reading only MagicValue, Version and
+ * DeviceID of each (§4.2.3.1.1 lets a driver read them before it
+ * touches Status). Windows that do not parse, are not modern virtio or
+ * hold another type are passed over. Returns NULL with d filled in, or
+ * the reason the first passed-over window was skipped (bad-device-arg,
+ * bad-address, bad-magic, bad-version, not-net / not-blk /
+ * wrong-device), or no-device if every window held the type but there
+ * were not index + 1 of them, or there were none.
+ */
+const char *virtio_find(struct virtio_dev *d, u32 want_id, u32 index);
 
 /*
  * §4.2.3.1: checks MagicValue, Version and DeviceID (== want_id), then
  * resets the device and sets ACKNOWLEDGE and DRIVER (§3.1.1 steps 1-3).
- * Reasons: bad-magic, bad-version, no-device (DeviceID 0), not-net
- * (another ID), reset-timeout.
+ * Reasons: bad-magic, bad-version, no-device (DeviceID 0), not-net /
+ * not-blk / wrong-device (another ID), reset-timeout.
  */
 const char *virtio_probe(struct virtio_dev *d, u32 want_id);
 

@@ -6,9 +6,11 @@
 #   sandbox/policy/measure.sh [OUT]      (default: sandbox/policy/x86_64-frequency.toml)
 #
 # Needs root (network namespace, tap), /dev/kvm, the images (images/build.sh), python3
-# and ping. Workloads: the test kernel's hello, serial flood, echo, SMP, UDP echo and
-# ping over virtio-net; and the Linux workload of tests/linux.rs with 2 vCPUs (user
-# loops on each CPU, 256 KiB on the console, pings both ways, 1 MiB over TCP each way).
+# and ping. Workloads: the test kernel's hello, serial flood, echo, SMP, virtio-blk
+# reads and writes, UDP echo and ping over virtio-net; and the Linux workload of
+# tests/linux.rs with 2 vCPUs, booted from a copy of the ext4 root disk (user loops on
+# each CPU, 256 KiB on the console, 16 MiB written to and read from the disk, pings
+# both ways, 1 MiB over TCP each way).
 # All traffic stays in a private network namespace.
 set -euo pipefail
 
@@ -44,6 +46,9 @@ profile -- --kernel $K --serial none --cmdline "scenario=serial-flood bytes=2000
 printf 'first line\nsecond line\nquit\n' | profile -- --kernel $K --cmdline scenario=echo >/dev/null
 profile -- --kernel $K --cpus 2 --serial none --cmdline scenario=smp </dev/null
 profile -- --kernel $K --serial none --cmdline scenario=triple-fault </dev/null
+truncate -s 4M "$TMP/blk.img"
+profile -- --kernel $K --serial none --disk "path=$TMP/blk.img,id=measure" \
+	--cmdline "scenario=blk-rw blk_id=measure" </dev/null
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
@@ -82,7 +87,7 @@ ip netns exec "$NS" ping -q -c 10 -i 0.2 -w 60 10.0.0.2 >/dev/null
 ip netns exec "$NS" python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"quit", ("10.0.0.2", 7))'
 wait $!
 
-echo "measure: Linux, 2 vCPUs: the workload of tests/linux.rs (SMP, console, pings, TCP)"
+echo "measure: Linux, 2 vCPUs, from its ext4 disk: the workload of tests/linux.rs"
 # The host side of its TCP steps (tests/common/http.rs does the same for the tests).
 ip netns exec "$NS" python3 - <<'PY' &
 import hashlib, http.server
@@ -104,9 +109,10 @@ http.server.HTTPServer(("10.0.0.1", 8080), Handler).serve_forever()
 PY
 SERVER=$!
 LOG=$TMP/linux.log
-profile ip netns exec "$NS" -- --kernel images/out/vmlinux --initrd images/out/initramfs.cpio --cpus 2 \
+cp images/out/rootfs.ext4 "$TMP/rootfs.ext4"
+profile ip netns exec "$NS" -- --kernel images/out/vmlinux --disk "path=$TMP/rootfs.ext4" --cpus 2 \
 	--net tap=tap0 --serial "file:$LOG" \
-	--cmdline "sandvmm.mode=test sandvmm.net=10.0.0.2/24 sandvmm.host=10.0.0.1 sandvmm.http=8080" </dev/null &
+	--cmdline "root=/dev/vda rw sandvmm.mode=test sandvmm.net=10.0.0.2/24 sandvmm.host=10.0.0.1 sandvmm.http=8080" </dev/null &
 for _ in $(seq 300); do
 	grep -q "SANDVMM-LINUX: eth0 up" "$LOG" 2>/dev/null && break
 	sleep 0.5
@@ -114,7 +120,7 @@ done
 ip netns exec "$NS" ping -q -c 3 -w 60 10.0.0.2 >/dev/null
 wait $!
 kill $SERVER
-grep -q "SANDVMM-LINUX: DONE passed=6 failed=0" "$LOG" || {
+grep -q "SANDVMM-LINUX: DONE passed=8 failed=0" "$LOG" || {
 	grep "SANDVMM-LINUX: FAIL" "$LOG" >&2
 	echo "measure: the Linux workload did not pass" >&2
 	exit 1
@@ -122,8 +128,9 @@ grep -q "SANDVMM-LINUX: DONE passed=6 failed=0" "$LOG" || {
 
 {
 	echo "# System calls per thread kind after set-up, counted by \`sandvmm sandbox profile\`"
-	echo "# over the workloads in sandbox/policy/measure.sh (test kernel scenarios, UDP echo,"
-	echo "# ping, the Linux workload with 2 vCPUs: SMP, console, pings, TCP). Rule"
+	echo "# over the workloads in sandbox/policy/measure.sh (test kernel scenarios, virtio-blk,"
+	echo "# UDP echo, ping, the Linux workload with 2 vCPUs from its disk: SMP, console, disk,"
+	echo "# pings, TCP). Rule"
 	echo "# priorities come from these counts; the test suite fails if the policy allows a"
 	echo "# call that never appears here unless the rule is marked rare. Regenerate with"
 	echo "# sandbox/policy/measure.sh."

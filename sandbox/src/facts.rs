@@ -34,6 +34,8 @@ pub enum FdRole {
     Kick,
     /// Tap devices.
     Tap,
+    /// Disk images and block devices behind virtio-blk.
+    Disk,
     /// The socket to the script helper.
     Helper,
     /// The calling thread's own vCPU fd (vCPU filters only).
@@ -44,7 +46,7 @@ pub enum FdRole {
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 11] = [
+    pub const ALL: [FdRole; 12] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
@@ -53,6 +55,7 @@ impl FdRole {
         FdRole::Irq,
         FdRole::Kick,
         FdRole::Tap,
+        FdRole::Disk,
         FdRole::Helper,
         FdRole::Vcpu,
         FdRole::Kvm,
@@ -69,6 +72,7 @@ impl FdRole {
             FdRole::Irq => "irq",
             FdRole::Kick => "kick",
             FdRole::Tap => "tap",
+            FdRole::Disk => "disk",
             FdRole::Helper => "helper",
             FdRole::Vcpu => "vcpu",
             FdRole::Kvm => "kvm",
@@ -187,6 +191,7 @@ impl RuntimeFacts {
             .add(FdRole::Irq, 11)
             .add(FdRole::Kick, 13)
             .add(FdRole::Tap, 15)
+            .add(FdRole::Disk, 23)
             .add(FdRole::Helper, 17)
             .add(FdRole::Epoll, 19)
             .add(FdRole::Kvm, 21)

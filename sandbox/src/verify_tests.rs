@@ -21,6 +21,7 @@ fn other_facts() -> RuntimeFacts {
         (FdRole::Irq, &[50, 51, 52]),
         (FdRole::Kick, &[60, 61, 62, 63]),
         (FdRole::Tap, &[70, 71]),
+        (FdRole::Disk, &[75, 76]),
         (FdRole::Helper, &[80]),
         (FdRole::Kvm, &[3, 4, 90, 91]),
         (FdRole::Vcpu, &[91]),

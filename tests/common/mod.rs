@@ -327,6 +327,27 @@ pub fn boot_scenario(name: &str, extra: &str, flags: &[&str], timeout: Duration)
     run(&args, timeout)
 }
 
+/// Boots the test kernel's `scenario` with `extra` on its command line and one
+/// `--disk SPEC` for each of `disks`.
+pub fn boot_with_disks(
+    scenario: &str,
+    extra: &str,
+    disks: &[String],
+    timeout: Duration,
+) -> Finished {
+    let mut flags = Vec::new();
+    for d in disks {
+        flags.push("--disk");
+        flags.push(d.as_str());
+    }
+    boot_scenario(scenario, extra, &flags, timeout)
+}
+
+/// A zero-filled disk image of `bytes` in `dir`.
+pub fn zero_image(dir: &Scratch, name: &str, bytes: usize) -> PathBuf {
+    dir.file(name, &vec![0u8; bytes])
+}
+
 /// The name and `Seccomp:` field of every thread of process `pid`, sorted by name.
 /// Kernel workers KVM attaches to the process (`kvm-nx-lpage-recovery`) are left out:
 /// they are not sandvmm's threads.

@@ -28,10 +28,11 @@ use crate::config::{SerialTarget, VmConfig};
 use crate::event_loop::{ConsoleInput, ExitWatch};
 use crate::host::Host;
 use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
-use crate::net;
 use crate::vcpu::Vcpu;
+use crate::virtio_slot::{mmio_slot, MmioSlot};
 use crate::x86_64::{cpuid, regs};
 use crate::Vmm;
+use crate::{disk, net};
 
 /// The KVM API version every KVM since Linux 2.6.22 reports.
 const KVM_API_VERSION: i32 = 12;
@@ -89,6 +90,13 @@ pub enum BuildError {
         spec: String,
         #[source]
         source: net::NetSetupError,
+    },
+    #[error("cannot set up {name} (--disk {spec})")]
+    Disk {
+        name: String,
+        spec: String,
+        #[source]
+        source: disk::DiskSetupError,
     },
 }
 
@@ -224,7 +232,10 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         .add(FdRole::Kvm, kvm.as_raw_fd())
         .add(FdRole::Kvm, vm.as_raw_fd());
     let mem = memory::create_guest_memory(config.memory_bytes)?;
-    let slots: Vec<net::MmioSlot> = (0..config.nets.len()).map(net::mmio_slot).collect();
+    // virtio-mmio slots: the net devices', then the disks'.
+    let slots: Vec<MmioSlot> = (0..config.nets.len() + config.disks.len())
+        .map(mmio_slot)
+        .collect();
     let boot = boot::load_guest(&mem, config, &host, &slots)?;
 
     let ports = build_port_devices(&vm, &config.serial, &mut facts)?;
@@ -253,6 +264,17 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
             },
         )?;
         nets.push(handler);
+    }
+    let mut disks = Vec::with_capacity(config.disks.len());
+    for (index, disk_config) in config.disks.iter().enumerate() {
+        let slot = slots[config.nets.len() + index];
+        let handler = disk::build_disk(&vm, &mem, &mut mmio, index, slot, disk_config, &mut facts)
+            .map_err(|source| BuildError::Disk {
+                name: format!("disk{index}"),
+                spec: disk_config.spec.clone(),
+                source,
+            })?;
+        disks.push(handler);
     }
     let mmio = Arc::new(mmio);
 
@@ -326,6 +348,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         exit_watch: Arc::new(Mutex::new(exit_watch)),
         console,
         nets,
+        disks,
         escape,
         stop,
         facts,

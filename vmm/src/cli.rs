@@ -130,6 +130,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SPEC")]
     pub net: Vec<String>,
 
+    /// A virtio-blk device: `path=FILE` (a raw image or a block device, locked with
+    /// flock) or `fd=N` (one handed in), with `readonly=on` and `id=ID` (the serial
+    /// the guest sees, at most 20 bytes). Repeat for more disks: /dev/vda, /dev/vdb, ...
+    #[arg(long, value_name = "SPEC")]
+    pub disk: Vec<String>,
+
     /// Do not adapt the guest to an emulating host KVM (kvm_pvm): no extra kernel
     /// command-line items, no CPUID changes.
     #[arg(long)]

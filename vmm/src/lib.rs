@@ -11,6 +11,7 @@ pub mod boot;
 pub mod builder;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod escape;
 pub mod event_loop;
 pub mod helper;
@@ -20,6 +21,7 @@ pub mod net;
 pub mod sandbox_cmd;
 pub mod terminal;
 pub mod vcpu;
+pub mod virtio_slot;
 pub mod x86_64;
 
 use std::collections::BTreeSet;
@@ -91,6 +93,8 @@ pub struct Vmm {
     console: Option<(Arc<Mutex<ConsoleInput>>, bool)>,
     /// The virtio-net devices' event handlers.
     nets: Vec<net::NetHandler>,
+    /// The virtio-blk devices' event handlers.
+    disks: Vec<disk::DiskHandler>,
     /// The escape demonstration's VMM-thread side, with `--demo-escape`.
     escape: Option<Arc<Mutex<escape::EscapeHandler>>>,
     stop: Arc<AtomicBool>,
@@ -126,6 +130,9 @@ impl Vmm {
         events.add_subscriber(self.exit_watch.clone());
         for net in self.nets {
             events.add_subscriber(net);
+        }
+        for disk in self.disks {
+            events.add_subscriber(disk);
         }
         if let Some(escape) = self.escape {
             if let Some(helper) = &helper {

@@ -6,6 +6,7 @@
 //! layout. Interrupts go out through an [`Interrupt`]; queue notifications arrive on
 //! eventfds that the VMM registers as KVM ioeventfds, so neither side needs KVM here.
 
+pub mod block;
 pub mod mmio;
 pub mod net;
 
@@ -100,9 +101,22 @@ pub struct ActiveQueues {
     pub acked_features: u64,
 }
 
+/// Copies `data.len()` bytes of a device's config space `space` from `offset` (virtio
+/// 1.2 §4.2.2, offsets from 0x100); bytes past its end read as 0.
+pub fn read_config_space(space: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| space.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 /// A virtio device behind a transport.
 pub trait VirtioDevice: Send {
-    /// Device type (virtio 1.2, 5: 1 = network card).
+    /// Device type (virtio 1.2, 5: 1 = network card, 2 = block device).
     fn device_type(&self) -> u32;
     /// Feature bits the device offers.
     fn features(&self) -> u64;

@@ -9,6 +9,11 @@
 //! jail time every open fd is either kept (it has a role in the sandbox's run-time
 //! facts), or was inherited and is closed. An fd that is neither is sandvmm's own fd
 //! missing from the facts, a bug that [`close_all_but`] refuses to hide.
+//!
+//! Closing the launcher's fds leaves free numbers below sandvmm's highest fd, and
+//! `RLIMIT_NOFILE` (process.rs) only caps the number: the next `open`, `socket` or
+//! `pipe` would take a freed one. [`plug_holes`] fills each with one inert eventfd,
+//! so that no call can create an fd at all, whatever the filters allow.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -55,6 +60,34 @@ pub fn close_all_but(keep: &BTreeSet<RawFd>, inherited: &BTreeSet<RawFd>) -> Res
     close_range(first, u32::MAX)
 }
 
+/// Fills every free fd number below the highest open fd with one shared, inert
+/// eventfd (close-on-exec, no role in the facts, so no filter lets a call use it).
+pub fn plug_holes() -> Result<(), JailError> {
+    let open = open_fds().map_err(|e| JailError::Step("list the open fds", e))?;
+    let Some(&max) = open.last() else {
+        return Ok(());
+    };
+    let holes: Vec<RawFd> = (0..max).filter(|fd| !open.contains(fd)).collect();
+    if holes.is_empty() {
+        return Ok(());
+    }
+    let step = |e| JailError::Step("plug the free fd numbers", e);
+    // SAFETY: eventfd creates a new fd and touches no memory.
+    let plug = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if plug < 0 {
+        return Err(step(io::Error::last_os_error()));
+    }
+    // The kernel hands out the lowest free number: the plug sits in the first hole.
+    debug_assert_eq!(plug, holes[0]);
+    for &hole in &holes[1..] {
+        // SAFETY: dup3 onto a number that is free (listed above, single-threaded).
+        if unsafe { libc::dup3(plug, hole, libc::O_CLOEXEC) } < 0 {
+            return Err(step(io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 fn close_range(first: u32, last: u32) -> Result<(), JailError> {
     // SAFETY: close_range only closes fds; none in the range is used by this process
     // (the caller keeps every fd it owns out of the range).
@@ -71,6 +104,7 @@ fn close_range(first: u32, last: u32) -> Result<(), JailError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn open_fds_sees_a_new_fd_and_not_a_closed_one() {
@@ -122,6 +156,33 @@ mod tests {
             let inherited = inherited();
             let keep: BTreeSet<RawFd> = [0, 1, 2, b].into();
             let ok = close_all_but(&keep, &inherited).is_ok() && !is_open(a) && is_open(b);
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+
+    #[test]
+    fn plugged_holes_leave_no_free_number_below_the_highest_fd() {
+        // SAFETY: as above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            use std::os::fd::IntoRawFd;
+            let files: Vec<RawFd> = (0..4)
+                .map(|_| File::open("/proc/self/status").unwrap().into_raw_fd())
+                .collect();
+            // SAFETY: closing fds this child opened.
+            unsafe { libc::close(files[0]) };
+            // SAFETY: as above.
+            unsafe { libc::close(files[2]) };
+            let ok = plug_holes().is_ok() && {
+                let open = open_fds().unwrap();
+                let max = *open.last().unwrap();
+                (0..=max).all(|fd| open.contains(&fd)) && max >= files[3]
+            };
             // SAFETY: leaving the child.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }

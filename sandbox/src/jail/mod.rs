@@ -96,6 +96,7 @@ impl Reached {
 /// thread, and threads it creates afterwards inherit them.
 pub fn begin(plan: &Plan) -> Result<Identity, JailError> {
     fds::close_all_but(&plan.keep_fds, &plan.inherited_fds)?;
+    fds::plug_holes()?;
     let identity = if identity::started_as_root() {
         identity::switch_user(plan.jail_user)?;
         plan.jail_user

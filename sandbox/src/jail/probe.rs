@@ -97,7 +97,7 @@ pub fn describe(user: &JailUser) -> Vec<(&'static str, String)> {
     ));
     lines.push((
         "limits",
-        "RLIMIT_CORE 0, NOFILE = highest fd + 1, NPROC = vCPUs + 2, MEMLOCK 0, MSGQUEUE 0".into(),
+        "RLIMIT_CORE 0, NOFILE = highest fd + 1 (no free number below it), NPROC = vCPUs + 2, MEMLOCK 0, MSGQUEUE 0".into(),
     ));
     let mdwe = in_child(|| {
         // SAFETY: prctl with integer arguments, in a throw-away child.

@@ -18,7 +18,7 @@ pub use params::{e820_map, Ramdisk, E820_RAM};
 use crate::config::{VmConfig, DEFAULT_CMDLINE};
 use crate::host::Host;
 use crate::memory::{lowmem_end, CMDLINE_MAX_SIZE, CMDLINE_START, PAGE_SIZE};
-use crate::net::MmioSlot;
+use crate::virtio_slot::MmioSlot;
 use crate::x86_64::{mptable, regs};
 use devices::virtio::mmio::MMIO_WINDOW;
 

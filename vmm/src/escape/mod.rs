@@ -9,7 +9,7 @@
 //! with it the device hands the attempt to the VMM thread through an eventfd.
 //!
 //! Every attempt that returns is reported on stderr with how it ended:
-//! `sandvmm: escape demo: open on the vcpu0 thread failed: ENOENT (open /etc/passwd: ...)`
+//! `sandvmm: escape demo: open on the vcpu0 thread failed: EMFILE (open /etc/passwd: ...)`
 //! or `... succeeded (open /etc/passwd returned 7)`. Under `--sandbox enforce` a
 //! filtered attempt never returns: the process dies of SIGSYS; under `trap` the
 //! report names the call and the thread.
@@ -77,6 +77,7 @@ fn errno_name(errno: i32) -> &'static str {
         libc::ECONNREFUSED => "ECONNREFUSED",
         libc::ESRCH => "ESRCH",
         libc::EFAULT => "EFAULT",
+        libc::EMFILE => "EMFILE",
         _ => "another errno",
     }
 }

@@ -361,13 +361,7 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
 
     /// Config space (5.1.4): just `mac`, since only VIRTIO_NET_F_MAC is offered.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = usize::try_from(offset)
-                .ok()
-                .and_then(|o| self.mac.get(o + i))
-                .copied()
-                .unwrap_or(0);
-        }
+        crate::virtio::read_config_space(&self.mac, offset, data);
     }
 
     /// In virtio 1.x the MAC is read-only for the driver (5.1.4.2).

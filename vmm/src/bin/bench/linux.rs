@@ -1,6 +1,7 @@
 //! The Linux guest (images/linux): time to the busybox shell prompt, and the workload
-//! of tests/linux.rs (256 KiB on the console, 1 MiB over TCP each way) with the sandbox
-//! enforcing and off, interleaved run by run.
+//! of tests/linux.rs (256 KiB on the console, 1 MiB over TCP each way) and, booted
+//! from the ext4 root disk, its disk steps (a 16 MiB file, dd's rates), with the
+//! sandbox enforcing and off, interleaved run by run.
 //!
 //! On the emulating test hosts these figures are bound by the emulated guest kernel;
 //! the comparison between sandbox modes is what they are for.
@@ -15,11 +16,12 @@ use std::time::{Duration, Instant};
 use crate::http::HttpServer;
 use crate::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
 use crate::report::Report;
-use crate::workload::{self, ALL_PASSED, PROMPT};
+use crate::workload::{self, PROMPT};
 use crate::Setup;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+const DISK_TIMEOUT: Duration = Duration::from_secs(1500);
 
 /// A sandvmm child whose stdout is collected by a thread.
 struct Guest {
@@ -154,7 +156,10 @@ fn workload(setup: &Setup, mode: &str) -> Result<[f64; 3], String> {
         .output();
     guest.wait_exit(WORKLOAD_TIMEOUT)?;
     let out = guest.output();
-    if !out.contains(ALL_PASSED) {
+    if !out.contains(&format!(
+        "SANDVMM-LINUX: DONE passed={} failed=0",
+        workload::STEPS
+    )) {
         return Err(format!("the workload failed under {mode}"));
     }
     let rate = |method: &str| {
@@ -169,6 +174,38 @@ fn workload(setup: &Setup, mode: &str) -> Result<[f64; 3], String> {
         guest_figure(&out, "serial", "KiB/s")?,
         rate("GET")?,
         rate("POST")?,
+    ])
+}
+
+/// The workload's disk steps, booted from a copy of the ext4 root disk: (16 MiB file
+/// written and synced, read with the page cache dropped, dd write with fsync, dd read),
+/// all KiB/s as the guest times them.
+fn disk(setup: &Setup, mode: &str) -> Result<[f64; 4], String> {
+    let image = std::env::temp_dir().join(format!("sandvmm-bench-{}.ext4", std::process::id()));
+    std::fs::copy(setup.image("rootfs.ext4"), &image)
+        .map_err(|e| format!("copying the disk: {e}"))?;
+    let mut cmd = Command::new(&setup.sandvmm);
+    cmd.args(["--kernel", &setup.image("vmlinux")])
+        .args(["--disk", &format!("path={}", image.display())])
+        .args(["--cpus", "2", "--sandbox", mode])
+        .args([
+            "--cmdline",
+            "root=/dev/vda rw sandvmm.mode=test sandvmm.steps=disk,disk-dd",
+        ]);
+    let ended = Guest::start(cmd).and_then(|mut guest| {
+        guest.wait_exit(DISK_TIMEOUT)?;
+        Ok(guest.output())
+    });
+    let _ = std::fs::remove_file(&image);
+    let out = ended?;
+    if !out.contains("SANDVMM-LINUX: DONE passed=2 failed=0") {
+        return Err(format!("the disk steps failed under {mode}"));
+    }
+    Ok([
+        guest_figure(&out, "disk", "write_KiB/s")?,
+        guest_figure(&out, "disk", "read_KiB/s")?,
+        guest_figure(&out, "disk-dd", "write_KiB/s")?,
+        guest_figure(&out, "disk-dd", "read_KiB/s")?,
     ])
 }
 
@@ -208,6 +245,31 @@ pub fn linux(setup: &Setup, report: &mut Report) -> Result<(), String> {
         for (k, name) in names.iter().enumerate() {
             let samples: Vec<f64> = figures[i].iter().map(|f| f[k]).collect();
             report.add("linux", format!("{name}, {mode}"), "KiB/s", &samples);
+        }
+    }
+    Ok(())
+}
+
+/// The Linux workload's disk steps from the ext4 root disk, enforcing and off,
+/// interleaved; they take minutes each on an emulating host, so two rounds.
+pub fn linux_disk(setup: &Setup, report: &mut Report) -> Result<(), String> {
+    let modes = ["enforce", "off"];
+    let mut disks: [Vec<[f64; 4]>; 2] = Default::default();
+    for _ in 0..setup.runs.min(2) {
+        for (i, mode) in modes.iter().enumerate() {
+            disks[i].push(disk(setup, mode)?);
+        }
+    }
+    let names = [
+        "16 MiB file written and synced",
+        "16 MiB file read, page cache dropped",
+        "dd 4 MiB write, conv=fsync",
+        "dd 4 MiB read, page cache dropped",
+    ];
+    for (i, mode) in modes.iter().enumerate() {
+        for (k, name) in names.iter().enumerate() {
+            let samples: Vec<f64> = disks[i].iter().map(|f| f[k]).collect();
+            report.add("linux-disk", format!("{name}, {mode}"), "KiB/s", &samples);
         }
     }
     Ok(())

@@ -1,10 +1,11 @@
 //! The sandvmm benchmark harness (docs/BENCHMARKS.md): start-up, memory, filter cost
-//! per system call, exit-heavy workloads with the sandbox on and off, and network rate
-//! and latency, and the Linux guest (boot to its shell, console and TCP rates). Prints
-//! a table and writes JSON.
+//! per system call, exit-heavy workloads with the sandbox on and off, network rate and
+//! latency, virtio-blk rates, and the Linux guest (boot to its shell, console, TCP and
+//! disk rates). Prints a table and writes JSON.
 //!
 //! ```text
-//! sudo target/release/bench [--runs N] [--json FILE] [--only startup,memory,filter,exits,net,linux]
+//! sudo target/release/bench [--runs N] [--json FILE] [--only startup,memory,filter,exits,net,disk,linux,linux-disk]
+//! target/release/bench --render-docs docs/BENCHMARKS.md
 //! ```
 //!
 //! Variants that are compared are interleaved run by run, and every figure is a median.
@@ -12,8 +13,10 @@
 //! (exits, net) say little about real hardware; the VMM-side ones (start-up, memory,
 //! filter cost) are faithful.
 
+mod disk;
 mod filter_cost;
 mod linux;
+mod render;
 mod report;
 mod startup;
 mod workloads;
@@ -25,6 +28,7 @@ mod http;
 #[allow(dead_code)]
 mod netns;
 #[path = "../../../../tests/common/workload.rs"]
+#[allow(dead_code)]
 mod workload;
 
 use std::path::PathBuf;
@@ -43,14 +47,18 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Comma-separated subset: startup, memory, filter, exits, net, linux (the last
-    /// takes about 15 minutes on an emulating host).
+    /// Comma-separated subset: startup, memory, filter, exits, net, disk, linux,
+    /// linux-disk (the last two take about 15 and 10 minutes on an emulating host).
     #[arg(
         long,
         value_name = "LIST",
-        default_value = "startup,memory,filter,exits,net,linux"
+        default_value = "startup,memory,filter,exits,net,disk,linux,linux-disk"
     )]
     only: String,
+    /// Rewrite the generated tables of this doc (docs/BENCHMARKS.md) from the result
+    /// files its markers name, and run nothing.
+    #[arg(long, value_name = "DOC")]
+    render_docs: Option<PathBuf>,
 }
 
 /// Where the binaries and images are.
@@ -68,6 +76,13 @@ impl Setup {
 
 fn main() {
     let args = Args::parse();
+    if let Some(doc) = &args.render_docs {
+        if let Err(e) = render::render_file(doc) {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let exe = std::env::current_exe().expect("own path");
     let setup = Setup {
         sandvmm: exe.with_file_name("sandvmm"),
@@ -91,7 +106,9 @@ fn main() {
             "filter" => filter_cost::filter_cost(&mut report),
             "exits" => workloads::exits(&setup, &mut report),
             "net" => workloads::network(&setup, &mut report),
+            "disk" => disk::disk(&setup, &mut report),
             "linux" => linux::linux(&setup, &mut report),
+            "linux-disk" => linux::linux_disk(&setup, &mut report),
             other => Err(format!("unknown part {other:?}")),
         };
         if let Err(e) = result {

@@ -1,4 +1,4 @@
-//! Unit tests of `config.rs`.
+//! Unit tests of the configuration (`mod.rs`, `specs.rs`).
 use super::*;
 
 use crate::cli::Cli;
@@ -119,7 +119,7 @@ fn duplicate_macs_and_too_many_devices() {
     for m in &many {
         args.extend_from_slice(&["--net", m.as_str()]);
     }
-    assert_eq!(cli(&args), Err(ConfigError::TooManyNets(20)));
+    assert_eq!(cli(&args), Err(ConfigError::TooManyDevices(20)));
 }
 
 #[test]
@@ -161,4 +161,57 @@ fn blank_extra_cmdline_is_ignored() {
             .as_deref(),
         Some("quiet")
     );
+}
+
+#[test]
+fn disk_specs() {
+    let d = parse_disk("path=/tmp/a.img,readonly=on,id=root").unwrap();
+    assert_eq!(d.backend, DiskBackend::Path("/tmp/a.img".into()));
+    assert!(d.read_only);
+    assert_eq!(d.id.as_deref(), Some("root"));
+    let d = parse_disk("fd=7").unwrap();
+    assert_eq!(d.backend, DiskBackend::Fd(7));
+    assert!(!d.read_only && d.id.is_none());
+    for bad in [
+        "",
+        "path=",
+        "fd=2",
+        "fd=x",
+        "path=a,fd=7",
+        "path=a,readonly=yes",
+        "path=a,id=",
+        "path=a,id=123456789012345678901",
+        "path=a,size=1",
+        "readonly=on",
+    ] {
+        assert!(parse_disk(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn disks_count_with_nets_and_need_distinct_ids_and_strict_needs_fds() {
+    let mut args = vec![];
+    for _ in 0..10 {
+        args.extend(["--net", "fd=5"]);
+    }
+    for _ in 0..10 {
+        args.extend(["--disk", "fd=6"]);
+    }
+    assert_eq!(cli(&args), Err(ConfigError::TooManyDevices(20)));
+    let two = ["--disk", "path=a,id=x", "--disk", "path=b,id=x"];
+    assert!(matches!(
+        cli(&two),
+        Err(ConfigError::DuplicateDiskId { .. })
+    ));
+    // Default ids are disk0, disk1, ...: an explicit disk1 clashes with the second disk's.
+    let clash = ["--disk", "path=a,id=disk1", "--disk", "path=b"];
+    assert!(matches!(
+        cli(&clash),
+        Err(ConfigError::DuplicateDiskId { .. })
+    ));
+    let strict = ["--sandbox-profile", "strict", "--disk", "path=a"];
+    assert!(matches!(
+        cli(&strict),
+        Err(ConfigError::StrictNeedsDiskFd(_))
+    ));
 }

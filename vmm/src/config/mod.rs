@@ -1,16 +1,22 @@
 //! The validated VM configuration, made from the run flags of [`crate::cli`].
 //!
 //! [`RunArgs::into_config`] checks what clap cannot (sizes, counts, serial targets, net
-//! specs, sandbox options) so that the builder only ever sees a configuration that
-//! makes sense.
+//! and disk specs, sandbox options) so that the builder only ever sees a configuration
+//! that makes sense. The device specs are parsed in `specs.rs`.
 
 use std::path::PathBuf;
 
-use devices::virtio::net::{format_mac, parse_mac, MacAddr};
+use devices::virtio::net::format_mac;
 use sandbox::jail::JailUser;
 use sandbox::{Mode, Optimize, Profile};
 
+mod specs;
+
 pub use crate::cli::RunArgs;
+pub use specs::{
+    default_mac, parse_disk, parse_net, DiskBackend, DiskConfig, NetBackend, NetConfig,
+    MAX_VIRTIO_DEVICES,
+};
 
 use crate::memory::{MIN_MEMORY, PAGE_SIZE};
 
@@ -35,36 +41,6 @@ pub enum SerialTarget {
     None,
 }
 
-/// The host end of a virtio-net device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetBackend {
-    /// A tap opened by name.
-    Tap(String),
-    /// A tap fd handed in.
-    Fd(i32),
-}
-
-/// One `--net`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetConfig {
-    pub backend: NetBackend,
-    pub mac: MacAddr,
-    /// A script the helper process runs with the tap's name and `up` once the tap is
-    /// open, and with `down` when the VM ends (the ifup case of the 2012 review).
-    pub script: Option<PathBuf>,
-    /// The flag's text, for messages.
-    pub spec: String,
-}
-
-/// Most virtio-net devices: one IRQ each, from 5 to 23 (the IOAPIC's last pin).
-pub const MAX_NET_DEVICES: usize = 19;
-
-/// The MAC of the `index`-th device when none is given: locally administered
-/// (0x06: unicast, local bit set), "svm", then the index.
-pub fn default_mac(index: usize) -> MacAddr {
-    [0x06, b's', b'v', b'm', 0, index as u8 + 1]
-}
-
 /// A checked VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -75,6 +51,8 @@ pub struct VmConfig {
     pub memory_bytes: u64,
     pub serial: SerialTarget,
     pub nets: Vec<NetConfig>,
+    /// Virtio-blk devices, after the net devices in the MMIO slots.
+    pub disks: Vec<DiskConfig>,
     pub host_adapt: bool,
     pub sandbox: SandboxConfig,
     pub jail: JailConfig,
@@ -117,8 +95,14 @@ pub enum ConfigError {
     Net(String, &'static str),
     #[error("--net {spec:?} uses MAC {mac}, which another --net already has")]
     DuplicateMac { spec: String, mac: String },
-    #[error("{0} --net devices given; at most {MAX_NET_DEVICES} are supported")]
-    TooManyNets(usize),
+    #[error(
+        "{0} virtio devices given (--net and --disk); at most {MAX_VIRTIO_DEVICES} are supported"
+    )]
+    TooManyDevices(usize),
+    #[error("invalid --disk {0:?}: {1}")]
+    Disk(String, &'static str),
+    #[error("--disk {spec:?} uses id {id:?}, which another --disk already has")]
+    DuplicateDiskId { spec: String, id: String },
     #[error("--kernel is required")]
     NoKernel,
     #[error("invalid {flag}: {message}")]
@@ -127,6 +111,10 @@ pub enum ConfigError {
         "--sandbox-profile strict takes taps only as fds (--net fd=N); {0:?} opens one by name"
     )]
     StrictNeedsFd(String),
+    #[error(
+        "--sandbox-profile strict takes disks only as fds (--disk fd=N); {0:?} opens one by path"
+    )]
+    StrictNeedsDiskFd(String),
 }
 
 impl RunArgs {
@@ -135,8 +123,10 @@ impl RunArgs {
         if self.cpus == 0 || self.cpus > u32::from(MAX_VCPUS) {
             return Err(ConfigError::Cpus(self.cpus));
         }
-        if self.net.len() > MAX_NET_DEVICES {
-            return Err(ConfigError::TooManyNets(self.net.len()));
+        if self.net.len() + self.disk.len() > MAX_VIRTIO_DEVICES {
+            return Err(ConfigError::TooManyDevices(
+                self.net.len() + self.disk.len(),
+            ));
         }
         let mut nets: Vec<NetConfig> = Vec::with_capacity(self.net.len());
         for (index, spec) in self.net.iter().enumerate() {
@@ -148,6 +138,22 @@ impl RunArgs {
                 });
             }
             nets.push(net);
+        }
+        let mut disks: Vec<DiskConfig> = Vec::with_capacity(self.disk.len());
+        for (index, spec) in self.disk.iter().enumerate() {
+            let disk = parse_disk(spec)?;
+            let id = disk.id.clone().unwrap_or_else(|| format!("disk{index}"));
+            let taken = disks
+                .iter()
+                .enumerate()
+                .any(|(i, d)| d.id.clone().unwrap_or_else(|| format!("disk{i}")) == id);
+            if taken {
+                return Err(ConfigError::DuplicateDiskId {
+                    spec: spec.clone(),
+                    id,
+                });
+            }
+            disks.push(disk);
         }
         let sandbox = SandboxConfig {
             mode: if self.sandbox_trace {
@@ -183,6 +189,12 @@ impl RunArgs {
             {
                 return Err(ConfigError::StrictNeedsFd(net.spec.clone()));
             }
+            if let Some(disk) = disks
+                .iter()
+                .find(|d| matches!(d.backend, DiskBackend::Path(_)))
+            {
+                return Err(ConfigError::StrictNeedsDiskFd(disk.spec.clone()));
+            }
         }
         Ok(VmConfig {
             sandbox,
@@ -200,6 +212,7 @@ impl RunArgs {
             memory_bytes: parse_memory(&self.memory)?,
             serial: parse_serial(&self.serial)?,
             nets,
+            disks,
             kernel: self.kernel.ok_or(ConfigError::NoKernel)?,
             initrd: self.initrd,
             extra_cmdline: self.cmdline.filter(|c| !c.trim().is_empty()),
@@ -234,56 +247,6 @@ pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
     Ok(bytes)
 }
 
-/// Parses `tap=NAME[,mac=MAC]` or `fd=N[,mac=MAC]` for the `index`-th device.
-pub fn parse_net(spec: &str, index: usize) -> Result<NetConfig, ConfigError> {
-    let bad = |reason| ConfigError::Net(spec.to_string(), reason);
-    let mut backend = None;
-    let mut mac = None;
-    let mut script = None;
-    for item in spec.split(',') {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| bad("expected key=value items"))?;
-        match key {
-            "tap" | "fd" if backend.is_some() => return Err(bad("give one of tap= or fd=")),
-            "tap" if value.is_empty() || value.len() > 15 => {
-                return Err(bad("a tap name has 1 to 15 bytes"))
-            }
-            "tap" => backend = Some(NetBackend::Tap(value.to_string())),
-            "fd" => {
-                let fd = value.parse::<i32>().ok().filter(|fd| *fd > 2);
-                backend =
-                    Some(NetBackend::Fd(fd.ok_or_else(|| {
-                        bad("fd= takes a descriptor number above 2")
-                    })?));
-            }
-            "mac" if mac.is_some() => return Err(bad("mac= given twice")),
-            "mac" => {
-                mac =
-                    Some(parse_mac(value).ok_or_else(|| {
-                        bad("mac= takes a unicast address like 06:00:00:00:00:01")
-                    })?)
-            }
-            "script" if script.is_some() => return Err(bad("script= given twice")),
-            "script" if value.is_empty() => return Err(bad("script= takes a path")),
-            "script" => script = Some(PathBuf::from(value)),
-            _ => return Err(bad("unknown item; expected tap=, fd=, mac= or script=")),
-        }
-    }
-    let backend = backend.ok_or_else(|| bad("expected tap=NAME or fd=N"))?;
-    if script.is_some() && matches!(backend, NetBackend::Fd(_)) {
-        return Err(bad(
-            "script= goes with tap=NAME: whoever opened the fd configures the tap",
-        ));
-    }
-    Ok(NetConfig {
-        backend,
-        mac: mac.unwrap_or_else(|| default_mac(index)),
-        script,
-        spec: spec.to_string(),
-    })
-}
-
 fn parse_serial(text: &str) -> Result<SerialTarget, ConfigError> {
     match text {
         "stdio" => Ok(SerialTarget::Stdio),
@@ -296,5 +259,4 @@ fn parse_serial(text: &str) -> Result<SerialTarget, ConfigError> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
