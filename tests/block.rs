@@ -10,9 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::netns::{NetNs, TAP};
@@ -121,24 +119,19 @@ fn blk_rw_through_an_image_fd_handed_in() {
         .write(true)
         .open(&img)
         .unwrap();
-    let kernel = testkernel();
-    let mut cmd = Command::new(sandvmm());
     // The strict profile is for this deployment: every disk handed in as an fd.
-    cmd.args([
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--disk",
-        "fd=5",
-        "--sandbox-profile",
-        "strict",
-        "--cmdline",
-        "scenario=blk-rw seed=3",
-    ]);
-    inherit_fd(&mut cmd, file.as_raw_fd(), 5);
-    let mut vm = Vm::start_command(&mut cmd);
-    drop(file);
-    vm.close_stdin();
-    let run = vm.wait_exit(BOOT);
+    let run = boot_with_disk_fd(
+        &file,
+        &[
+            "--disk",
+            "fd=5",
+            "--sandbox-profile",
+            "strict",
+            "--cmdline",
+            "scenario=blk-rw seed=3",
+        ],
+        BOOT,
+    );
     // sandvmm names the device disk0, and that is its ID when none is given.
     run.assert_guest_printed("SANDVMM-TEST: PASS blk-rw sectors=4096 written=394");
     assert!(run.stdout.contains("id=\"disk0\""), "{}", run.stdout);
@@ -256,27 +249,21 @@ fn no_disk_is_a_clean_failure() {
     assert_eq!(run.status.code(), Some(0));
 }
 
+/// Boots the test kernel with a net device (in a namespace of its own) in the first
+/// virtio window and the disk `disk` after it.
+fn with_a_net_device(disk: &str, cmdline: &str, timeout: Duration) -> Finished {
+    let ns = NetNs::new(true);
+    let tap = format!("tap={TAP}");
+    let args = ["--net", &tap, "--disk", disk, "--cmdline", cmdline];
+    boot_command(ns.command(sandvmm()), &args, timeout)
+}
+
 #[test]
 fn the_disk_is_found_after_a_net_device() {
     let dir = Scratch::new("blk-net");
     let img = zero_image(&dir, "disk.img", 4 * MIB);
-    let ns = NetNs::new(true);
-    let kernel = testkernel();
     let disk = format!("path={},id=after-net", img.display());
-    let mut cmd = ns.command(sandvmm());
-    cmd.args([
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--net",
-        &format!("tap={TAP}"),
-        "--disk",
-        &disk,
-        "--cmdline",
-        "scenario=blk-rw blk_id=after-net seed=5",
-    ]);
-    let mut vm = Vm::start_command(&mut cmd);
-    vm.close_stdin();
-    let run = vm.wait_exit(BOOT);
+    let run = with_a_net_device(&disk, "scenario=blk-rw blk_id=after-net seed=5", BOOT);
     run.assert_guest_printed("SANDVMM-TEST: PASS blk-rw sectors=8192 written=394");
     // The net device has the first window; the driver passed over it.
     assert!(run.stdout.contains("base=0xd0001000"), "{}", run.stdout);
@@ -352,23 +339,8 @@ fn chaos_with_net_and_disk() {
     let seed = 3;
     let dir = Scratch::new("blk-chaos-net");
     let img = zero_image(&dir, "chaos.img", 4 * MIB);
-    let ns = NetNs::new(true);
-    let kernel = testkernel();
     let disk = format!("path={}", img.display());
-    let mut cmd = ns.command(sandvmm());
-    cmd.args([
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--net",
-        &format!("tap={TAP}"),
-        "--disk",
-        &disk,
-        "--cmdline",
-        &format!("scenario=chaos seed={seed}"),
-    ]);
-    let mut vm = Vm::start_command(&mut cmd);
-    vm.close_stdin();
-    let run = vm.wait_exit(CHAOS);
+    let run = with_a_net_device(&disk, &format!("scenario=chaos seed={seed}"), CHAOS);
     assert!(run.stdout.contains("virtio=yes"), "{}", run.stdout);
     assert_chaos_blk(&run, seed, &img);
     // The block device is not the first window, so it is only ever brought up by the

@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,21 +15,27 @@ use common::*;
 const BOOT: Duration = Duration::from_secs(60);
 const MIB: usize = 1 << 20;
 
+/// A VM that holds the disk `spec` (and its lock) while its guest idles.
+fn idle_with_disk(spec: &str) -> Vm {
+    let kernel = testkernel();
+    let mut vm = Vm::start(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--disk",
+        spec,
+        "--cmdline",
+        "scenario=idle",
+    ]);
+    vm.wait_for("SANDVMM-TEST: idle", BOOT);
+    vm
+}
+
 #[test]
 fn a_locked_image_is_refused_while_its_vm_runs() {
     let dir = Scratch::new("blk-lock");
     let img = zero_image(&dir, "disk.img", MIB);
-    let kernel = testkernel();
     let spec = format!("path={}", img.display());
-    let mut first = Vm::start(&[
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--disk",
-        &spec,
-        "--cmdline",
-        "scenario=idle",
-    ]);
-    first.wait_for("SANDVMM-TEST: idle", BOOT);
+    let first = idle_with_disk(&spec);
 
     let needle = format!(
         "disk {} is in use by another process (locked)",
@@ -53,17 +58,9 @@ fn a_locked_image_is_refused_while_its_vm_runs() {
 fn read_only_users_share_an_image() {
     let dir = Scratch::new("blk-shared");
     let img = zero_image(&dir, "disk.img", MIB);
-    let kernel = testkernel();
     let spec = format!("path={},readonly=on", img.display());
-    let mut first = Vm::start(&[
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--disk",
-        &spec,
-        "--cmdline",
-        "scenario=idle",
-    ]);
-    first.wait_for("SANDVMM-TEST: idle", BOOT);
+    // Held to the end: its shared lock stays.
+    let _first = idle_with_disk(&spec);
     let second = boot_with_disks("blk-ro", "", &[spec], BOOT);
     second.assert_guest_printed("SANDVMM-TEST: PASS blk-ro");
     // But a writer is refused.
@@ -167,21 +164,9 @@ fn fds_with_append_or_direct_io_are_refused() {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = Scratch::new("blk-fd-flags");
     let img = zero_image(&dir, "disk.img", MIB);
-    let kernel = testkernel();
     let run_with = |file: &fs::File| {
-        let mut cmd = Command::new(sandvmm());
-        cmd.args([
-            "--kernel",
-            kernel.to_str().unwrap(),
-            "--disk",
-            "fd=5",
-            "--cmdline",
-            "scenario=blk-rw",
-        ]);
-        inherit_fd(&mut cmd, file.as_raw_fd(), 5);
-        let mut vm = Vm::start_command(&mut cmd);
-        vm.close_stdin();
-        vm.wait_exit(BOOT)
+        let args = ["--disk", "fd=5", "--cmdline", "scenario=blk-rw"];
+        boot_with_disk_fd(file, &args, BOOT)
     };
     let append = fs::OpenOptions::new()
         .read(true)

@@ -343,6 +343,24 @@ pub fn boot_with_disks(
     boot_scenario(scenario, extra, &flags, timeout)
 }
 
+/// Boots the test kernel with `args` (after `--kernel`) from `cmd` (sandvmm, maybe
+/// inside a namespace), with stdin closed, and waits for it to end.
+pub fn boot_command(mut cmd: Command, args: &[&str], timeout: Duration) -> Finished {
+    let kernel = testkernel();
+    cmd.args(["--kernel", kernel.to_str().unwrap()]).args(args);
+    let mut vm = Vm::start_command(&mut cmd);
+    vm.close_stdin();
+    vm.wait_exit(timeout)
+}
+
+/// Boots the test kernel with `args` and the disk image `file` handed in as fd 5
+/// (`--disk fd=5` is for the caller to give), and waits for it to end.
+pub fn boot_with_disk_fd(file: &std::fs::File, args: &[&str], timeout: Duration) -> Finished {
+    let mut cmd = Command::new(sandvmm());
+    inherit_fd(&mut cmd, std::os::fd::AsRawFd::as_raw_fd(file), 5);
+    boot_command(cmd, args, timeout)
+}
+
 /// A zero-filled disk image of `bytes` in `dir`.
 pub fn zero_image(dir: &Scratch, name: &str, bytes: usize) -> PathBuf {
     dir.file(name, &vec![0u8; bytes])

@@ -208,33 +208,22 @@ impl DiskFile {
                 iov_len: b.len(),
             })
             .collect();
+        let syscall = if write { libc::pwritev } else { libc::preadv };
         let mut offset = offset;
         let mut first = 0;
         while first < iovs.len() {
             let batch = &iovs[first..iovs.len().min(first + IOV_MAX)];
             let at = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-            let n = if write {
-                // SAFETY: every iovec points into guest memory that `bufs` borrows
-                // for this call, with its slice's length; pwritev only reads them.
-                unsafe {
-                    libc::pwritev(
-                        self.file.as_raw_fd(),
-                        batch.as_ptr(),
-                        batch.len() as i32,
-                        at,
-                    )
-                }
-            } else {
-                // SAFETY: as above; preadv writes at most iov_len bytes into each,
-                // memory the guest handed the device to write into.
-                unsafe {
-                    libc::preadv(
-                        self.file.as_raw_fd(),
-                        batch.as_ptr(),
-                        batch.len() as i32,
-                        at,
-                    )
-                }
+            // SAFETY: every iovec points into guest memory that `bufs` borrows for this
+            // call, with its slice's length: pwritev only reads it, and preadv writes
+            // at most iov_len bytes into each, memory the guest handed over to write.
+            let n = unsafe {
+                syscall(
+                    self.file.as_raw_fd(),
+                    batch.as_ptr(),
+                    batch.len() as i32,
+                    at,
+                )
             };
             let mut done = match n {
                 n if n > 0 => n as usize,
