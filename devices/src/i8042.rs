@@ -39,7 +39,7 @@ impl BusDevice for I8042 {
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
         for byte in data {
             if let Err(e) = self.inner.write(offset as u8, *byte) {
-                eprintln!("sandvmm: i8042 could not signal the reset: {e}");
+                log::error!("i8042 could not signal the reset: {e}");
             }
         }
     }

@@ -66,7 +66,7 @@ impl SerialOut {
         }
         if let Some(sink) = self.sink.as_mut() {
             if let Err(e) = sink.write_all(&self.batch).and_then(|()| sink.flush()) {
-                eprintln!("sandvmm: serial output failed, dropping further output: {e}");
+                log::error!("serial output failed, dropping further output: {e}");
                 self.sink = None;
             }
         }
@@ -152,7 +152,7 @@ impl SerialDevice {
             // The bytes are in the FIFO but the interrupt could not be raised: an
             // eventfd error, which would also break every other interrupt: report it.
             Err(e) => {
-                eprintln!("sandvmm: serial input interrupt failed: {e:?}");
+                log::error!("serial input interrupt failed: {e:?}");
                 chunk.len()
             }
         };

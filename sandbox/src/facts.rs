@@ -21,8 +21,10 @@ pub enum FdRole {
     Stdin,
     /// Where guest serial output goes: stdout, or the `--serial file:` file.
     Console,
-    /// Messages and trap reports.
+    /// Where messages go: stderr, the `--log-file`, the `--sandbox-report` file.
     Stderr,
+    /// The signalfd the VMM thread takes its stop signals from (SIGTERM, SIGINT, ...).
+    Signal,
     /// The VMM thread's epoll instance.
     Epoll,
     /// Eventfds signalled to the VMM thread (reset line, vCPU reports, serial input
@@ -46,10 +48,11 @@ pub enum FdRole {
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 12] = [
+    pub const ALL: [FdRole; 13] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
+        FdRole::Signal,
         FdRole::Epoll,
         FdRole::Event,
         FdRole::Irq,
@@ -67,6 +70,7 @@ impl FdRole {
             FdRole::Stdin => "stdin",
             FdRole::Console => "console",
             FdRole::Stderr => "stderr",
+            FdRole::Signal => "signal",
             FdRole::Epoll => "epoll",
             FdRole::Event => "event",
             FdRole::Irq => "irq",
@@ -192,6 +196,7 @@ impl RuntimeFacts {
             .add(FdRole::Kick, 13)
             .add(FdRole::Tap, 15)
             .add(FdRole::Disk, 23)
+            .add(FdRole::Signal, 25)
             .add(FdRole::Helper, 17)
             .add(FdRole::Epoll, 19)
             .add(FdRole::Kvm, 21)

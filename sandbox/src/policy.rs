@@ -108,14 +108,14 @@ fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> PolicyError {
     }
 }
 
+/// The text of the built-in x86_64 policy.
+pub const BUILTIN: &str = include_str!("../policy/x86_64.toml");
+
 impl Policy {
     /// The built-in x86_64 policy.
     pub fn builtin() -> Policy {
-        Policy::parse(
-            "sandbox/policy/x86_64.toml",
-            include_str!("../policy/x86_64.toml"),
-        )
-        .expect("the built-in policy is checked by the test suite")
+        Policy::parse("sandbox/policy/x86_64.toml", BUILTIN)
+            .expect("the built-in policy is checked by the test suite")
     }
 
     /// Reads and checks the policy file at `path`, or returns the built-in policy.
@@ -210,6 +210,24 @@ impl Policy {
             .into_iter()
             .flatten()
             .filter(move |r| profile == Profile::Default || r.in_strict)
+    }
+
+    /// The system calls in `freq` that `thread`'s rules under `profile` do not name at
+    /// all, with their counts: what a workload did outside the policy. By name only: a
+    /// named call whose arguments the rules refuse is not listed (trap mode names it).
+    pub fn outside(&self, freq: &Frequency, profile: Profile) -> Vec<(ThreadKind, String, u64)> {
+        let mut outside = Vec::new();
+        for (thread, counts) in &freq.counts {
+            for (syscall, count) in counts {
+                if !self
+                    .rules_for(*thread, profile)
+                    .any(|r| &r.syscall == syscall)
+                {
+                    outside.push((*thread, syscall.clone(), *count));
+                }
+            }
+        }
+        outside
     }
 
     /// Rules whose system call the measured workload never made, and that are not

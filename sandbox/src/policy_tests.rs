@@ -318,6 +318,32 @@ fn dead_rules_are_found_unless_rare() {
 }
 
 #[test]
+fn calls_outside_the_policy_are_listed_per_thread_and_profile() {
+    let p = parse(
+        "version = 1\n[[vmm]]\nsyscall = \"read\"\nreason = \"r\"\n[[vmm]]\nsyscall = \"ioctl\"\nreason = \"i\"\nprofiles = [\"default\"]\n[[vcpu]]\nsyscall = \"write\"\nreason = \"w\"\n",
+    )
+    .unwrap();
+    let f = Frequency::parse(
+        "f",
+        "[vmm]\nread = 10\nioctl = 2\nwrite = 1\n[vcpu]\nwrite = 4\nread = 3\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.outside(&f, Profile::Default),
+        vec![
+            (ThreadKind::Vmm, "write".to_string(), 1),
+            (ThreadKind::Vcpu, "read".to_string(), 3)
+        ]
+    );
+    assert!(p
+        .outside(&f, Profile::Strict)
+        .contains(&(ThreadKind::Vmm, "ioctl".to_string(), 2)));
+    assert!(Policy::builtin()
+        .outside(&Frequency::builtin(), Profile::Default)
+        .is_empty());
+}
+
+#[test]
 fn frequency_round_trip() {
     let f = Frequency::parse("f", "[vcpu]\nioctl = 100\nwrite = 7\n[vmm]\nread = 3\n").unwrap();
     let text = f.to_toml("measured here");

@@ -7,7 +7,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod http;
+pub mod kmsg;
 pub mod netns;
+pub mod pty;
 pub mod workload;
 
 use std::io::{Read, Write};

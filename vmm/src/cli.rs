@@ -93,6 +93,27 @@ pub enum Switch {
     Off,
 }
 
+/// How much sandvmm logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter for this level.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+        }
+    }
+}
+
 /// The flags that describe a VM and how to run it.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -178,6 +199,21 @@ pub struct RunArgs {
     /// dedicated `sandvmm` user).
     #[arg(long, value_name = "USER|UID:GID")]
     pub jail_user: Option<String>,
+
+    /// Also write each call blocked in `--sandbox trap` mode to FILE, as one JSON object
+    /// per line (syscall, number, ABI, thread, arguments, mode, policy identity). The
+    /// file is created (or truncated) before any filter; docs/SANDBOX.md has the format.
+    #[arg(long, value_name = "FILE")]
+    pub sandbox_report: Option<PathBuf>,
+
+    /// The most detailed messages to log: `error`, `warn`, `info` or `debug`.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Warn)]
+    pub log_level: LogLevel,
+
+    /// Append log messages to FILE (created with mode 0600) instead of stderr. The line
+    /// saying how the run ended always goes to stderr.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 
     /// Installs trace filters for `sandvmm sandbox profile`.
     #[arg(long, hide = true)]

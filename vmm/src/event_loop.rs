@@ -2,8 +2,9 @@
 //! serial device and the events that end the VM.
 //!
 //! Two subscribers:
-//! - [`ExitWatch`] waits on the i8042 reset line, the vCPU report eventfd and the
-//!   console's quit event, and records the first [`Outcome`].
+//! - [`ExitWatch`] waits on the i8042 reset line, the vCPU report eventfd, the
+//!   console's quit event and the stop signals' signalfd, and records the first
+//!   [`Outcome`].
 //! - [`ConsoleInput`] reads stdin into the UART, pausing while the guest has a backlog
 //!   and resuming on the device's `input_room` event, so it never busy-waits.
 
@@ -17,6 +18,7 @@ use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::signals::StopSignals;
 use crate::terminal::EscapeFilter;
 use crate::vcpu::{StopReason, VcpuError, VcpuReport};
 
@@ -29,6 +31,8 @@ pub enum Outcome {
     UserQuit,
     /// A vCPU hit an error it cannot continue from.
     VcpuFailed { index: u8, error: VcpuError },
+    /// A stop signal arrived (SIGTERM, SIGINT, SIGHUP or SIGQUIT).
+    Signal(libc::c_int),
 }
 
 /// Waits for the end of the VM.
@@ -37,6 +41,7 @@ pub struct ExitWatch {
     vcpu_wake: Arc<EventFd>,
     quit: Arc<EventFd>,
     reports: Receiver<VcpuReport>,
+    signals: Option<StopSignals>,
     outcome: Option<Outcome>,
 }
 
@@ -54,8 +59,15 @@ impl ExitWatch {
             vcpu_wake,
             quit,
             reports,
+            signals: None,
             outcome: None,
         }
+    }
+
+    /// Also ends the VM when a stop signal arrives on `signals`; call before the watch
+    /// joins the event loop.
+    pub fn watch_signals(&mut self, signals: StopSignals) {
+        self.signals = Some(signals);
     }
 
     /// The outcome, once there is one.
@@ -72,13 +84,17 @@ impl ExitWatch {
 
 impl MutEventSubscriber for ExitWatch {
     fn init(&mut self, ops: &mut EventOps) {
+        let signals = self.signals.as_ref().map(AsRawFd::as_raw_fd);
         for fd in [
             self.reset.as_raw_fd(),
             self.vcpu_wake.as_raw_fd(),
             self.quit.as_raw_fd(),
-        ] {
+        ]
+        .into_iter()
+        .chain(signals)
+        {
             if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
-                eprintln!("sandvmm: cannot watch exit events: {e:?}");
+                log::error!("cannot watch exit events: {e:?}");
             }
         }
     }
@@ -91,6 +107,13 @@ impl MutEventSubscriber for ExitWatch {
         } else if fd == self.quit.as_raw_fd() {
             let _ = self.quit.read();
             self.record(Outcome::UserQuit);
+        } else if let Some(signal) = self
+            .signals
+            .as_ref()
+            .filter(|s| s.as_raw_fd() == fd)
+            .and_then(StopSignals::read)
+        {
+            self.record(Outcome::Signal(signal));
         } else if fd == self.vcpu_wake.as_raw_fd() {
             let _ = self.vcpu_wake.read();
             while let Ok(report) = self.reports.try_recv() {
@@ -196,7 +219,7 @@ impl ConsoleInput {
 impl MutEventSubscriber for ConsoleInput {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&*self.room, EventSet::IN)) {
-            eprintln!("sandvmm: cannot watch serial input room: {e:?}");
+            log::error!("cannot watch serial input room: {e:?}");
         }
         self.start_reading(ops);
     }

@@ -16,9 +16,11 @@ pub mod escape;
 pub mod event_loop;
 pub mod helper;
 pub mod host;
+pub mod logger;
 pub mod memory;
 pub mod net;
 pub mod sandbox_cmd;
+pub mod signals;
 pub mod terminal;
 pub mod vcpu;
 pub mod virtio_slot;
@@ -40,6 +42,7 @@ use crate::boot::BootInfo;
 use crate::config::VmConfig;
 use crate::event_loop::{ConsoleInput, ExitWatch, Outcome};
 use crate::host::Host;
+use crate::signals::StopSignals;
 use crate::terminal::RawMode;
 use crate::vcpu::{StartGate, Vcpu, VcpuStart};
 
@@ -69,6 +72,16 @@ pub enum Error {
     Jail(#[from] JailError),
     #[error("cannot install the trap-mode SIGSYS handler")]
     TrapHandler(#[source] std::io::Error),
+    #[error("cannot take SIGTERM, SIGINT, SIGHUP and SIGQUIT through a signalfd")]
+    StopSignals(#[source] std::io::Error),
+    #[error("cannot open the sandbox report file {path}")]
+    Report {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set up the sandbox report")]
+    ReportContext(#[from] sandbox::report::ReportError),
     #[error(transparent)]
     Helper(#[from] helper::HelperError),
     #[error("vcpu{index}: {error}")]
@@ -108,6 +121,8 @@ pub struct Vmm {
 pub struct Confinement {
     pub sandbox: Sandbox,
     pub jail: Option<JailSetup>,
+    /// The `--sandbox-report` file, already handed to the trap handler.
+    pub report: Option<std::fs::File>,
 }
 
 /// What the jail needs from before the VM was built.
@@ -119,14 +134,21 @@ pub struct JailSetup {
 }
 
 impl Vmm {
-    /// Runs the VM until it ends; returns how it ended.
+    /// Runs the VM until it ends (the guest, the console's quit, or a stop signal on
+    /// `signals`); returns how it ended.
     pub fn run(
         self,
         confinement: Confinement,
         mut helper: Option<helper::Helper>,
+        signals: StopSignals,
     ) -> Result<Outcome, Error> {
         vcpu::register_kick_handler().map_err(Error::Signal)?;
         let (mut events, epoll_fd) = event_loop::new_event_manager::<Subscriber>()?;
+        let signal_fd = signals.as_raw_fd();
+        self.exit_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watch_signals(signals);
         events.add_subscriber(self.exit_watch.clone());
         for net in self.nets {
             events.add_subscriber(net);
@@ -155,6 +177,14 @@ impl Vmm {
         // filter; only then do the vCPUs enter KVM_RUN (they wait at the gate).
         let mut facts = self.facts;
         facts.add(FdRole::Epoll, epoll_fd);
+        facts.add(FdRole::Signal, signal_fd);
+        // Messages: the log file, and trap reports' JSON copy.
+        if let Some(fd) = logger::fd() {
+            facts.add(FdRole::Stderr, fd);
+        }
+        if let Some(report) = &confinement.report {
+            facts.add(FdRole::Stderr, report.as_raw_fd());
+        }
         if let Some(helper) = &helper {
             facts.add(FdRole::Helper, helper.fd());
         }
@@ -208,7 +238,7 @@ impl Vmm {
         registered?;
         let filters = filters?;
         if let Some(notice) = reached?.and_then(|r| r.notice()) {
-            eprintln!("{notice}");
+            log::warn!("{notice}");
         }
         if trace {
             let [t2, t3, t4, t5] = times;
@@ -268,14 +298,14 @@ impl Vmm {
         };
         let stuck = vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
         if stuck > 0 {
-            eprintln!("sandvmm: {stuck} vCPU thread(s) did not stop in time; exiting anyway");
+            log::warn!("{stuck} vCPU thread(s) did not stop in time; exiting anyway");
         }
         drop(raw_mode);
         // Down scripts run through the helper: this thread is filtered and never execs.
         if let Some(helper) = helper.as_mut() {
             for index in 0..helper.len() {
                 if let Err(e) = helper.run(index, helper::Phase::Down) {
-                    eprintln!("sandvmm: {e}");
+                    log::error!("{e}");
                 }
             }
         }
@@ -317,11 +347,18 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
         let jail_user = jail.as_ref().map(|j| j.user);
         Some(helper::Helper::spawn(scripts, jail_user)?)
     };
+    // From here on a stop signal waits for the event loop, which ends the run cleanly
+    // (signals.rs); the helper, forked before, keeps the default dispositions.
+    let signals = StopSignals::block().map_err(Error::StopSignals)?;
     // A bad policy file is an error before anything is built.
     let sb = &config.sandbox;
     let sandbox = Sandbox::load(sb.mode, sb.profile, sb.optimize, sb.policy_file.as_deref())?;
     if sb.mode == sandbox::Mode::Trap {
         sandbox::report::install_trap_handler().map_err(Error::TrapHandler)?;
+    }
+    let report = sb.report_file.as_deref().map(open_report).transpose()?;
+    if let Some(file) = &report {
+        sandbox::report::set_report_file(file.as_raw_fd(), &report_context(sb))?;
     }
     let vmm = builder::build(config, host, trace_boot)?;
     if let Some(helper) = helper.as_mut() {
@@ -331,7 +368,60 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     }
     // Said only once the VM is built, so that a bad-input error stays a single line.
     if let Some(notice) = host.notice() {
-        eprintln!("{notice}");
+        log::info!("{notice}");
     }
-    vmm.run(Confinement { sandbox, jail }, helper)
+    vmm.run(
+        Confinement {
+            sandbox,
+            jail,
+            report,
+        },
+        helper,
+        signals,
+    )
+}
+
+/// Creates (or truncates) the `--sandbox-report` file; it is written only from the
+/// trap handler, which needs no path once it is open.
+fn open_report(path: &std::path::Path) -> Result<std::fs::File, Error> {
+    std::fs::File::create(path).map_err(|source| Error::Report {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The JSON members every report carries: the mode, and which policy judged the call
+/// (its file, or `builtin`, and the SHA-256 of its text).
+fn report_context(sb: &config::SandboxConfig) -> String {
+    use sha2::Digest;
+    let (file, text) = match &sb.policy_file {
+        Some(path) => (
+            serde_json::Value::from(path.display().to_string()),
+            std::fs::read(path).unwrap_or_default(),
+        ),
+        None => (
+            "builtin".into(),
+            sandbox::policy::BUILTIN.as_bytes().to_vec(),
+        ),
+    };
+    let sha256: String = sha2::Sha256::digest(&text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let policy = serde_json::json!({
+        "file": file,
+        "sha256": sha256,
+        "profile": match sb.profile {
+            sandbox::Profile::Default => "default",
+            sandbox::Profile::Strict => "strict",
+        },
+    });
+    let mode = match sb.mode {
+        sandbox::Mode::Enforce => "enforce",
+        sandbox::Mode::Trap => "trap",
+        sandbox::Mode::Log => "log",
+        sandbox::Mode::Off => "off",
+        sandbox::Mode::Trace => "trace",
+    };
+    format!("\"mode\":\"{mode}\",\"policy\":{policy}")
 }

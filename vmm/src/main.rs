@@ -1,8 +1,8 @@
 //! The `sandvmm` command: parse the command line, run the VM (or a `sandbox`
 //! subcommand), turn the result into one line on stderr and an exit status.
 //!
-//! Exit status: 0 when the guest ended itself (reset, power-off, triple fault) or the
-//! user quit; 1 for any error; 2 for a bad command line; 100 after a call blocked in
+//! Exit status: 0 when the guest ended itself (reset, power-off, triple fault), the
+//! user quit, or a stop signal (SIGTERM, SIGINT, SIGHUP, SIGQUIT) ended the run; 1 for any error; 2 for a bad command line; 100 after a call blocked in
 //! `--sandbox trap` mode; a process killed by the enforcing sandbox dies of SIGSYS
 //! (a shell shows 159).
 
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn run_vm(args: vmm::cli::RunArgs) -> ExitCode {
+    let args_log = (args.log_level.filter(), args.log_file.clone());
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -48,6 +49,10 @@ fn run_vm(args: vmm::cli::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = vmm::logger::init(args_log.0, args_log.1.as_deref()) {
+        eprintln!("sandvmm: {}", chain(&e));
+        return ExitCode::FAILURE;
+    }
     let trace = std::env::var_os(TRACE_ENV).is_some_and(|v| v == "1");
     match vmm::run(&config, trace) {
         Ok(Outcome::Guest(reason)) => {
@@ -56,6 +61,10 @@ fn run_vm(args: vmm::cli::RunArgs) -> ExitCode {
         }
         Ok(Outcome::UserQuit) => {
             eprintln!("sandvmm: quit from the console");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Signal(signal)) => {
+            eprintln!("sandvmm: stopped by {}", vmm::signals::name(signal));
             ExitCode::SUCCESS
         }
         Ok(Outcome::VcpuFailed { index, error }) => {
@@ -108,8 +117,14 @@ fn sandbox_command(cmd: SandboxCommand) -> ExitCode {
             out,
             merge,
             run_args,
-        } => sandbox_cmd::profile(&run_args, merge.as_ref()).and_then(|(table, summary)| {
+        } => sandbox_cmd::profile(&run_args, merge.as_ref()).and_then(|profiled| {
+            let sandbox_cmd::Profiled {
+                table,
+                summary,
+                outside,
+            } = profiled;
             eprintln!("sandvmm: profiled: {summary}");
+            eprintln!("sandvmm: outside the policy: {outside}");
             match out {
                 Some(path) => std::fs::write(&path, table).map_err(|source| {
                     sandbox_cmd::SandboxCmdError::Write {

@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use sandbox::jail::JailUser;
-use sandbox::policy::{Frequency, PolicyError};
+use sandbox::policy::{Frequency, Policy, PolicyError};
 use sandbox::profile::{self, ProfileError, WorkloadEnd};
 use sandbox::{FilterError, Mode, Optimize, Profile, RuntimeFacts, Sandbox, ThreadKind};
 
@@ -223,12 +224,35 @@ fn table(
     Ok(text)
 }
 
+/// What `sandvmm sandbox profile` measured.
+pub struct Profiled {
+    /// The frequency table (merged, with `--merge`).
+    pub table: String,
+    /// Calls and kinds per thread kind, on one line.
+    pub summary: String,
+    /// The calls of this workload that the run's policy (its `--sandbox-policy` and
+    /// `--sandbox-profile`) has no rule for, on one line: `none`, or
+    /// `vcpu: getpid (3 calls), ...`.
+    pub outside: String,
+}
+
+/// The policy and profile a run with `run_args` would use.
+fn run_policy(run_args: &[String]) -> Result<(Policy, Profile), SandboxCmdError> {
+    let argv = std::iter::once("sandvmm").chain(run_args.iter().map(String::as_str));
+    let cli = crate::cli::Cli::try_parse_from(argv)
+        .map_err(|e| SandboxCmdError::Option("run arguments", e.kind().to_string()))?;
+    let config = cli
+        .run
+        .into_config()
+        .map_err(|e| SandboxCmdError::Option("run arguments", e.to_string()))?;
+    let policy = Policy::load(config.sandbox.policy_file.as_deref())?;
+    Ok((policy, config.sandbox.profile))
+}
+
 /// Runs `sandvmm sandbox profile`: the workload is this binary with `run_args` and
-/// trace filters. Returns the table's text and a one-line summary.
-pub fn profile(
-    run_args: &[String],
-    merge: Option<&PathBuf>,
-) -> Result<(String, String), SandboxCmdError> {
+/// trace filters.
+pub fn profile(run_args: &[String], merge: Option<&PathBuf>) -> Result<Profiled, SandboxCmdError> {
+    let (policy, run_profile) = run_policy(run_args)?;
     let exe = std::env::current_exe().map_err(|source| SandboxCmdError::Read {
         path: "/proc/self/exe".into(),
         source,
@@ -258,6 +282,16 @@ pub fn profile(
         })
         .collect::<Vec<_>>()
         .join("; ");
+    // This workload's calls alone, before any merge.
+    let outside = policy.outside(&measured, run_profile);
+    let outside = match outside.is_empty() {
+        true => "none".to_string(),
+        false => outside
+            .iter()
+            .map(|(thread, syscall, n)| format!("{thread}: {syscall} ({n} calls)"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     if let Some(path) = merge {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SandboxCmdError::Read {
@@ -271,5 +305,9 @@ pub fn profile(
         "System calls per thread kind after set-up, counted by `sandvmm sandbox profile`.\nRule priorities come from this table; regenerate it with sandbox/policy/measure.sh.\nLast workload: sandvmm {}",
         run_args.join(" ")
     );
-    Ok((measured.to_toml(&header), summary))
+    Ok(Profiled {
+        table: measured.to_toml(&header),
+        summary,
+        outside,
+    })
 }

@@ -2,18 +2,17 @@
 //!
 //! When stdin is a terminal, the guest owns it: every key (Ctrl-C included) goes to the
 //! guest, and the host terminal neither echoes nor edits lines. The saved settings come
-//! back when the [`RawMode`] guard drops (normal exit and errors), from a panic hook, and
-//! from handlers for the signals that end the process, so a shell is never left raw.
+//! back when the [`RawMode`] guard drops (normal exit, errors, and the stop signals,
+//! which end the run through the event loop: signals.rs) and from a panic hook, so a
+//! shell is never left raw. Only a kill the process cannot catch (SIGKILL, or the
+//! enforcing sandbox's SIGSYS) leaves it raw; `stty sane` mends it.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
 
-/// The settings to restore, readable from a signal handler.
+/// The settings to restore, readable from the panic hook.
 static SAVED: OnceLock<(RawFd, libc::termios)> = OnceLock::new();
-
-/// Signals that end the process and after which the terminal must be restored.
-const FATAL_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// Keeps a terminal in raw mode while alive.
 pub struct RawMode {
@@ -64,20 +63,10 @@ fn restore(fd: RawFd, saved: &libc::termios) {
     unsafe { libc::ioctl(fd, libc::TCSETS, saved as *const libc::termios) };
 }
 
-/// Restores the saved settings from a signal handler or the panic hook.
+/// Restores the saved settings from the panic hook.
 fn restore_saved() {
     if let Some((fd, saved)) = SAVED.get() {
         restore(*fd, saved);
-    }
-}
-
-extern "C" fn restore_and_reraise(sig: libc::c_int) {
-    restore_saved();
-    // SAFETY: signal and raise are async-signal-safe; with the default action back in
-    // place, re-raising ends the process with the status the signal implies.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
     }
 }
 
@@ -89,10 +78,6 @@ fn install_restore_hooks() {
             restore_saved();
             previous(info);
         }));
-        for sig in FATAL_SIGNALS {
-            // SAFETY: the handler only calls async-signal-safe functions.
-            unsafe { libc::signal(sig, restore_and_reraise as *const () as libc::sighandler_t) };
-        }
     });
 }
 

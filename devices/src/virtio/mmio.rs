@@ -5,14 +5,14 @@
 //! A misbehaving driver never takes the VMM down: accesses of the wrong width or to
 //! unknown registers are ignored, queue set-up that cannot work (a size that is not a
 //! power of two, rings outside guest memory) makes the device set DEVICE_NEEDS_RESET
-//! at DRIVER_OK, and each kind of misbehaviour is reported once.
+//! at DRIVER_OK, and each kind of misbehaviour is reported, rate-limited (`Warnings`).
 
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
-use super::{status, ActiveQueues, Interrupt, VirtioDevice, WarnOnce, VIRTIO_F_VERSION_1};
+use super::{status, ActiveQueues, Interrupt, VirtioDevice, Warnings, VIRTIO_F_VERSION_1};
 use crate::bus::BusDevice;
 
 /// Size of one device's register window.
@@ -27,7 +27,7 @@ pub const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
 /// Start of the device-specific configuration space.
 const CONFIG_OFFSET: u64 = 0x100;
 
-// Warning kinds (see WarnOnce).
+// Warning kinds (see Warnings).
 const WARN_WIDTH: u32 = 0;
 const WARN_CONFIG_WRITE: u32 = 1;
 const WARN_LATE_WRITE: u32 = 2;
@@ -52,7 +52,7 @@ pub struct MmioTransport<D: VirtioDevice> {
     driver_features_select: u32,
     driver_features: u64,
     status: u32,
-    warnings: WarnOnce,
+    warnings: Warnings,
 }
 
 fn new_queues(max_sizes: &[u16]) -> Vec<Queue> {
@@ -79,7 +79,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             driver_features_select: 0,
             driver_features: 0,
             status: 0,
-            warnings: WarnOnce::default(),
+            warnings: Warnings::default(),
         }
     }
 

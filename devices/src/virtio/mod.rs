@@ -137,23 +137,73 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
 }
 
-/// Prints a warning about a misbehaving guest once per kind, so a hostile or buggy
-/// driver cannot flood the host's stderr.
-#[derive(Debug, Default)]
-pub struct WarnOnce(u64);
+/// Warnings about a misbehaving guest, rate-limited per kind so that a hostile or
+/// buggy driver cannot flood the host's log: the first occurrence of each kind is
+/// logged, then only the 10th, 100th, 1000th, ... with the count so far. Counting
+/// instead of timing keeps it free of clock reads on threads whose filter has no
+/// `clock_gettime`, and bounds the lines a guest can cause to about 20 per kind.
+#[derive(Debug)]
+pub struct Warnings([u64; WARNING_KINDS]);
 
-impl WarnOnce {
-    /// Prints `message` for `device` unless warning `kind` (0..64) was already given.
+/// Kinds of warning a device may count separately.
+pub const WARNING_KINDS: usize = 16;
+
+impl Default for Warnings {
+    fn default() -> Self {
+        Self([0; WARNING_KINDS])
+    }
+}
+
+impl Warnings {
+    /// Counts warning `kind` (0..16) for `device`, and logs `message` if this
+    /// occurrence is the first or a power of ten.
     pub fn warn(&mut self, kind: u32, device: &str, message: std::fmt::Arguments<'_>) {
-        let bit = 1u64 << (kind % 64);
-        if self.0 & bit == 0 {
-            self.0 |= bit;
-            eprintln!("sandvmm: {device}: {message} (reported once)");
+        let count = &mut self.0[kind as usize % WARNING_KINDS];
+        *count = count.saturating_add(1);
+        match *count {
+            1 => log::warn!("{device}: {message}"),
+            n if is_power_of_ten(n) => log::warn!("{device}: {message} ({n} times so far)"),
+            _ => {}
         }
+    }
+
+    /// How many times warning `kind` was given.
+    pub fn count(&self, kind: u32) -> u64 {
+        self.0[kind as usize % WARNING_KINDS]
     }
 
     /// Whether warning `kind` was given.
     pub fn given(&self, kind: u32) -> bool {
-        self.0 & (1u64 << (kind % 64)) != 0
+        self.count(kind) > 0
+    }
+}
+
+/// Whether the `n`-th occurrence of a rate-limited message is logged: the 1st, 10th,
+/// 100th, ... (shared with the logger's limit on other crates' messages).
+pub fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_warnings_logs_a_handful_of_lines() {
+        let mut warnings = Warnings::default();
+        let logged = (1..=1_000_000u64)
+            .filter(|_| {
+                warnings.warn(3, "test", format_args!("bad"));
+                is_power_of_ten(warnings.count(3))
+            })
+            .count();
+        // 1, 10, 100, ..., 1000000.
+        assert_eq!(logged, 7);
+        assert_eq!(warnings.count(3), 1_000_000);
+        assert!(!warnings.given(4));
+        assert!(!is_power_of_ten(0) && !is_power_of_ten(20) && is_power_of_ten(1000));
     }
 }

@@ -76,6 +76,8 @@ pub struct SandboxConfig {
     pub optimize: Optimize,
     /// A policy file replacing the built-in one.
     pub policy_file: Option<PathBuf>,
+    /// `--sandbox-report`: where trap-mode reports also go, as JSON.
+    pub report_file: Option<PathBuf>,
 }
 
 /// Errors in the command-line values.
@@ -181,6 +183,7 @@ impl RunArgs {
                     message,
                 })?,
             policy_file: self.sandbox_policy,
+            report_file: self.sandbox_report,
         };
         if sandbox.profile == Profile::Strict {
             if let Some(net) = nets

@@ -102,7 +102,7 @@ impl Helper {
                         0
                     }
                     Err(e) => {
-                        eprintln!("sandvmm: script helper: cannot {e}");
+                        log::error!("script helper: cannot {e}");
                         1
                     }
                 };

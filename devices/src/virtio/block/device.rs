@@ -8,7 +8,7 @@
 //! durable before it completes (5.2.6.2).
 //!
 //! Hostile drivers: see [`super::request`] for what makes a chain be dropped. A dropped
-//! chain is returned with used length 0 and reported once per kind; the queue goes on.
+//! chain is returned with used length 0 and reported, rate-limited per kind; the queue goes on.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -25,7 +25,7 @@ use super::{
     SIZE_MAX, VIRTIO_ID_BLOCK,
 };
 use crate::virtio::{
-    ActivateError, ActiveQueues, Interrupt, VirtioDevice, WarnOnce, VIRTIO_F_VERSION_1,
+    ActivateError, ActiveQueues, Interrupt, VirtioDevice, Warnings, VIRTIO_F_VERSION_1,
 };
 use crate::EVENTFD_FLAGS;
 
@@ -74,7 +74,7 @@ pub struct Block<B: BlockBackend = DiskFile> {
     activate_evt: EventFd,
     active: Option<Active>,
     counters: BlockCounters,
-    warnings: WarnOnce,
+    warnings: Warnings,
 }
 
 impl<B: BlockBackend> Block<B> {
@@ -110,7 +110,7 @@ impl<B: BlockBackend> Block<B> {
             activate_evt: EventFd::new(EVENTFD_FLAGS)?,
             active: None,
             counters: BlockCounters::default(),
-            warnings: WarnOnce::default(),
+            warnings: Warnings::default(),
         })
     }
 

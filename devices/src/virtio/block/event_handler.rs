@@ -45,7 +45,7 @@ impl<B: BlockBackend> MutEventSubscriber for BlockEventHandler<B> {
     fn init(&mut self, ops: &mut EventOps) {
         for fd in [self.queue, self.activate] {
             if let Err(err) = ops.add(Events::new_raw(fd, EventSet::IN)) {
-                eprintln!("sandvmm: cannot watch a block device event: {err:?}");
+                log::error!("cannot watch a block device event: {err:?}");
             }
         }
     }

@@ -5,7 +5,7 @@
 //! Hostile drivers: every descriptor is checked before use. A TX chain with a
 //! write-only descriptor, an RX chain with a read-only one, a buffer outside guest
 //! memory, or a length beyond the largest frame is dropped (returned to the driver
-//! with length 0) and reported once; a looping chain ends after queue-size descriptors
+//! with length 0) and reported (rate-limited: `Warnings`); a looping chain ends after queue-size descriptors
 //! (virtio-queue's iterator) and is dropped the same way.
 
 use std::io;
@@ -22,7 +22,7 @@ use super::{
     features, MacAddr, MAX_FRAME_LEN, QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VIRTIO_ID_NET, VNET_HDR_LEN,
 };
 use crate::virtio::{
-    ActivateError, ActiveQueues, Interrupt, VirtioDevice, WarnOnce, VIRTIO_F_VERSION_1,
+    ActivateError, ActiveQueues, Interrupt, VirtioDevice, Warnings, VIRTIO_F_VERSION_1,
 };
 use crate::EVENTFD_FLAGS;
 
@@ -75,7 +75,7 @@ pub struct Net<B: NetBackend = Tap> {
     /// Offloads to set on the tap once the VMM thread handles the activation.
     pending_offload: Option<u32>,
     counters: NetCounters,
-    warnings: WarnOnce,
+    warnings: Warnings,
 }
 
 impl<B: NetBackend> Net<B> {
@@ -94,7 +94,7 @@ impl<B: NetBackend> Net<B> {
             tx_frame: Vec::with_capacity(MAX_FRAME_LEN),
             pending_offload: None,
             counters: NetCounters::default(),
-            warnings: WarnOnce::default(),
+            warnings: Warnings::default(),
         })
     }
 

@@ -58,7 +58,7 @@ impl<B: NetBackend> MutEventSubscriber for NetEventHandler<B> {
         ];
         for e in events {
             if let Err(err) = ops.add(e) {
-                eprintln!("sandvmm: cannot watch a net device event: {err:?}");
+                log::error!("cannot watch a net device event: {err:?}");
             }
         }
     }
