@@ -98,7 +98,7 @@ fn malformed_policy_files_are_one_line_errors() {
         ],
         BOOT,
     )
-    .assert_one_line_error(2, "invalid --sandbox");
+    .assert_one_line_error(2, "invalid value 'paranoid' for '--sandbox <MODE>'");
     run(
         &[
             "--kernel",
@@ -145,8 +145,11 @@ fn sandbox_show_prints_rules_and_programs() {
         "{bpf}"
     );
     let (code, _, err) = show(&["--thread", "gpu"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("invalid --thread"), "{err}");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("invalid value 'gpu' for '--thread <KIND>'"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //!   access (a `rep outsb` burst brings up to a FIFO's worth) and pushes them out when
 //!   the access ends, so guest output order is kept and nothing stays buffered while
 //!   the guest runs on.
+//! - an output limit: output to a file stops after a set number of bytes, so a guest
+//!   cannot fill the host's disk ([`SerialOut::with_limit`]).
 //! - input pacing: host input is queued here and fed into the 64-byte receive FIFO as
 //!   the guest drains it, so a large paste is neither lost nor held in an unbounded
 //!   buffer (the event loop stops reading stdin while [`SerialDevice::wants_input`]
@@ -36,7 +38,13 @@ const PENDING_INPUT_LIMIT: usize = 64 * 1024;
 /// Where guest serial output goes.
 pub struct SerialOut {
     sink: Option<Box<dyn Write + Send>>,
+    /// False once the sink failed or the limit was reached. The sink itself stays: it
+    /// is dropped with the device on the VMM thread, because output is written on a
+    /// vCPU thread, whose filter does not allow `close`.
+    open: bool,
     batch: Vec<u8>,
+    /// The output limit in bytes and how much of it is left, if there is one.
+    limit: Option<(u64, u64)>,
 }
 
 impl SerialOut {
@@ -44,7 +52,19 @@ impl SerialOut {
     pub fn new(sink: Box<dyn Write + Send>) -> Self {
         Self {
             sink: Some(sink),
+            open: true,
             batch: Vec::with_capacity(256),
+            limit: None,
+        }
+    }
+
+    /// Output to `sink`, of which at most `max` bytes are written. Output past the
+    /// limit is dropped and reported once on stderr; the guest keeps running, as with
+    /// a terminal that has been switched off.
+    pub fn with_limit(sink: Box<dyn Write + Send>, max: u64) -> Self {
+        Self {
+            limit: Some((max, max)),
+            ..Self::new(sink)
         }
     }
 
@@ -52,31 +72,54 @@ impl SerialOut {
     pub fn discard() -> Self {
         Self {
             sink: None,
+            open: false,
             batch: Vec::new(),
+            limit: None,
         }
     }
 
     /// Writes the bytes collected during the current guest access to the sink.
     ///
-    /// A sink that fails (a closed pipe, a full disk) is reported once and then
-    /// dropped: the guest keeps running, as it would with a disconnected cable.
+    /// A sink that fails (a closed pipe, a full disk) is reported once and then no
+    /// longer written: the guest keeps running, as it would with a disconnected cable.
     pub fn push_out(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        if let Some(sink) = self.sink.as_mut() {
+        let mut cut = false;
+        if let Some((max, left)) = self.limit.as_mut() {
+            let fits = usize::try_from(*left).unwrap_or(usize::MAX);
+            if self.batch.len() > fits {
+                self.batch.truncate(fits);
+                cut = true;
+                eprintln!(
+                    "sandvmm: serial output reached its limit of {max} bytes (--serial file:PATH,max=SIZE); further output is dropped"
+                );
+            }
+            *left -= self.batch.len() as u64;
+        }
+        if let Some(sink) = self.sink.as_mut().filter(|_| self.open) {
             if let Err(e) = sink.write_all(&self.batch).and_then(|()| sink.flush()) {
                 eprintln!("sandvmm: serial output failed, dropping further output: {e}");
-                self.sink = None;
+                self.open = false;
             }
         }
+        if cut {
+            // No more output: the message above stays the only one.
+            self.open = false;
+        }
         self.batch.clear();
+    }
+
+    /// Whether output still reaches the sink.
+    pub fn is_open(&self) -> bool {
+        self.open
     }
 }
 
 impl Write for SerialOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.sink.is_some() {
+        if self.open {
             self.batch.extend_from_slice(buf);
         }
         Ok(buf.len())
@@ -339,6 +382,39 @@ mod tests {
         let (mut dev, _) = device(SerialOut::new(Box::new(Broken)));
         dev.write(COM1_BASE, THR, b"a");
         dev.write(COM1_BASE, THR, b"b");
-        assert!(dev.output().sink.is_none());
+        assert!(!dev.output().is_open());
+        assert!(
+            dev.output().sink.is_some(),
+            "closed on the VMM thread, later"
+        );
+    }
+
+    #[test]
+    fn output_stops_at_the_limit_and_the_guest_runs_on() {
+        let sink = Shared::default();
+        let (mut dev, _) = device(SerialOut::with_limit(Box::new(sink.clone()), 10));
+        dev.write(COM1_BASE, THR, b"0123");
+        dev.write(COM1_BASE, THR, b"456");
+        assert!(dev.output().is_open());
+        // This burst crosses the limit: only its first 3 bytes fit.
+        dev.write(COM1_BASE, THR, b"789abc");
+        assert_eq!(&*sink.0.lock().unwrap(), b"0123456789");
+        assert!(!dev.output().is_open());
+        // The UART still works: output is taken and dropped, registers answer.
+        dev.write(COM1_BASE, THR, b"more");
+        assert_eq!(sink.0.lock().unwrap().len(), 10);
+        assert_ne!(read_reg(&mut dev, LSR) & LSR_THR_EMPTY, 0);
+    }
+
+    #[test]
+    fn output_that_ends_exactly_at_the_limit_is_all_written() {
+        let sink = Shared::default();
+        let (mut dev, _) = device(SerialOut::with_limit(Box::new(sink.clone()), 4));
+        dev.write(COM1_BASE, THR, b"abcd");
+        assert_eq!(&*sink.0.lock().unwrap(), b"abcd");
+        assert!(dev.output().is_open(), "nothing was cut yet");
+        dev.write(COM1_BASE, THR, b"e");
+        assert!(!dev.output().is_open());
+        assert_eq!(&*sink.0.lock().unwrap(), b"abcd");
     }
 }
