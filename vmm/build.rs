@@ -33,15 +33,15 @@ fn watch_head(git_dir: &Path) {
     let common = git(&["rev-parse", "--git-common-dir"])
         .map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
         .unwrap_or_else(|| git_dir.to_path_buf());
-    println!(
-        "cargo:rerun-if-changed={}",
-        common.join("packed-refs").display()
-    );
-    if let Some(name) = std::fs::read_to_string(&head)
+    let branch = std::fs::read_to_string(&head)
         .ok()
-        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
-    {
-        println!("cargo:rerun-if-changed={}", common.join(name).display());
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| common.join(r.trim())));
+    // Cargo reruns a script on every build while a watched file is missing, and a
+    // branch ref lives either in its own file or in packed-refs: watch those that exist.
+    for path in branch.into_iter().chain([common.join("packed-refs")]) {
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
 }
 
