@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use devices::bus::{Bus, UNCLAIMED_READ};
 use kvm_bindings::{
-    kvm_run, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
-    KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_run, KVM_EXIT_IO_OUT, KVM_INTERNAL_ERROR_EMULATION, KVM_SYSTEM_EVENT_CRASH,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use sandbox::{CompiledFilter, FilterError, ThreadKind};
@@ -26,8 +26,6 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-/// `kvm_run.internal.suberror` for an instruction KVM could not emulate.
-const KVM_INTERNAL_ERROR_EMULATION: u32 = 1;
 /// Longest x86 instruction.
 const MAX_INSN_LEN: usize = 15;
 
@@ -74,7 +72,7 @@ pub enum VcpuError {
 ///
 /// kvm-ioctls hands port I/O over as `size × count` bytes without the size, so here a
 /// port exit is one access as wide as its data. The thread loop does not rely on that:
-/// it reads the width from `kvm_run` ([`Vcpu::port_io`]), since a `rep outsb` of two
+/// it reads the width from `kvm_run` (`Vcpu::port_io`), since a `rep outsb` of two
 /// bytes and an `outw` look alike otherwise.
 pub fn handle_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<VcpuAction, VcpuError> {
     match exit {
