@@ -139,6 +139,62 @@ fn serial_output_can_go_to_a_file() {
     assert!(logged.contains("SANDVMM-TEST: PASS hello"), "{logged}");
 }
 
+/// `--serial file:PATH,max=SIZE`: a guest printing 64 KiB into a 4 KiB limit leaves
+/// exactly the first 4 KiB in the file, one line on stderr, and runs to its end.
+#[test]
+fn serial_file_output_is_cut_at_its_limit() {
+    const BYTES: usize = 64 << 10;
+    const MAX: usize = 4 << 10;
+    let dir = Scratch::new("serial-max");
+    let log = dir.0.join("console.log");
+    let target = format!("file:{},max=4K", log.display());
+    let run = boot_scenario(
+        "serial-flood",
+        &format!("bytes={BYTES}"),
+        &["--serial", &target],
+        BOOT,
+    );
+    // The guest finished the flood and reset the machine itself.
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the guest reset the machine"),
+        "{}",
+        run.stderr
+    );
+    let cut: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("serial output reached its limit of 4096 bytes"))
+        .collect();
+    assert_eq!(cut.len(), 1, "one line about the cut: {}", run.stderr);
+    let logged = std::fs::read(&log).unwrap();
+    assert_eq!(logged.len(), MAX, "file size");
+    // What is there is the start of the output, byte for byte.
+    let begin = format!("SANDVMM-TEST: flood begin bytes={BYTES}\n");
+    let start = find(&logged, begin.as_bytes()).expect("no flood begin line") + begin.len();
+    assert!(
+        logged[start..] == flood_payload(BYTES)[..MAX - start],
+        "the file is not the start of the flood"
+    );
+}
+
+/// Output that fits its limit arrives whole, and nothing is said about a limit.
+#[test]
+fn serial_file_output_under_its_limit_is_complete() {
+    let dir = Scratch::new("serial-max-fits");
+    let log = dir.0.join("console.log");
+    let target = format!("file:{},max=1M", log.display());
+    let run = boot_scenario("serial-flood", "bytes=65536", &["--serial", &target], BOOT);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("limit"), "{}", run.stderr);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("SANDVMM-TEST: PASS serial-flood"),
+        "{}",
+        &logged[logged.len().saturating_sub(300)..]
+    );
+}
+
 #[test]
 fn serial_none_discards_output_but_the_guest_still_runs() {
     let run = boot_scenario("hello", "", &["--serial", "none"], BOOT);

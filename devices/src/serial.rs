@@ -7,6 +7,8 @@
 //!   access (a `rep outsb` burst brings up to a FIFO's worth) and pushes them out when
 //!   the access ends, so guest output order is kept and nothing stays buffered while
 //!   the guest runs on.
+//! - an output limit: output to a file stops after a set number of bytes, so a guest
+//!   cannot fill the host's disk ([`SerialOut::with_limit`]).
 //! - input pacing: host input is queued here and fed into the 64-byte receive FIFO as
 //!   the guest drains it, so a large paste is neither lost nor held in an unbounded
 //!   buffer (the event loop stops reading stdin while [`SerialDevice::wants_input`]
@@ -36,7 +38,13 @@ const PENDING_INPUT_LIMIT: usize = 64 * 1024;
 /// Where guest serial output goes.
 pub struct SerialOut {
     sink: Option<Box<dyn Write + Send>>,
+    /// False once the sink failed or the limit was reached. The sink itself stays: it
+    /// is dropped with the device on the VMM thread, because output is written on a
+    /// vCPU thread, whose filter does not allow `close`.
+    open: bool,
     batch: Vec<u8>,
+    /// The output limit in bytes and how much of it is left, if there is one.
+    limit: Option<(u64, u64)>,
 }
 
 impl SerialOut {
@@ -44,7 +52,19 @@ impl SerialOut {
     pub fn new(sink: Box<dyn Write + Send>) -> Self {
         Self {
             sink: Some(sink),
+            open: true,
             batch: Vec::with_capacity(256),
+            limit: None,
+        }
+    }
+
+    /// Output to `sink`, of which at most `max` bytes are written. Output past the
+    /// limit is dropped and reported once on stderr; the guest keeps running, as with
+    /// a terminal that has been switched off.
+    pub fn with_limit(sink: Box<dyn Write + Send>, max: u64) -> Self {
+        Self {
+            limit: Some((max, max)),
+            ..Self::new(sink)
         }
     }
 
@@ -52,31 +72,54 @@ impl SerialOut {
     pub fn discard() -> Self {
         Self {
             sink: None,
+            open: false,
             batch: Vec::new(),
+            limit: None,
         }
     }
 
     /// Writes the bytes collected during the current guest access to the sink.
     ///
-    /// A sink that fails (a closed pipe, a full disk) is reported once and then
-    /// dropped: the guest keeps running, as it would with a disconnected cable.
+    /// A sink that fails (a closed pipe, a full disk) is reported once and then no
+    /// longer written: the guest keeps running, as it would with a disconnected cable.
     pub fn push_out(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        if let Some(sink) = self.sink.as_mut() {
+        let mut cut = false;
+        if let Some((max, left)) = self.limit.as_mut() {
+            let fits = usize::try_from(*left).unwrap_or(usize::MAX);
+            if self.batch.len() > fits {
+                self.batch.truncate(fits);
+                cut = true;
+                log::warn!(
+                    "serial output reached its limit of {max} bytes (--serial file:PATH,max=SIZE); further output is dropped"
+                );
+            }
+            *left -= self.batch.len() as u64;
+        }
+        if let Some(sink) = self.sink.as_mut().filter(|_| self.open) {
             if let Err(e) = sink.write_all(&self.batch).and_then(|()| sink.flush()) {
                 log::error!("serial output failed, dropping further output: {e}");
-                self.sink = None;
+                self.open = false;
             }
         }
+        if cut {
+            // No more output: the message above stays the only one.
+            self.open = false;
+        }
         self.batch.clear();
+    }
+
+    /// Whether output still reaches the sink.
+    pub fn is_open(&self) -> bool {
+        self.open
     }
 }
 
 impl Write for SerialOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.sink.is_some() {
+        if self.open {
             self.batch.extend_from_slice(buf);
         }
         Ok(buf.len())
@@ -195,150 +238,5 @@ impl BusDevice for SerialDevice {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    const THR: u64 = 0;
-    const IER: u64 = 1;
-    const LSR: u64 = 5;
-    const LSR_DATA_READY: u8 = 0x01;
-    const LSR_THR_EMPTY: u8 = 0x20;
-
-    /// A `Write` that the test can read back while the device owns it.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// Counts how many times the device pushed output, to check batching.
-    struct CountingSink(Arc<Mutex<Vec<Vec<u8>>>>);
-
-    impl Write for CountingSink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().push(buf.to_vec());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn device(out: SerialOut) -> (SerialDevice, EventFdTrigger) {
-        let irq = EventFdTrigger::new().unwrap();
-        let irq_wait = irq.try_clone().unwrap();
-        (SerialDevice::new(irq, out, None), irq_wait)
-    }
-
-    fn read_reg(dev: &mut SerialDevice, offset: u64) -> u8 {
-        let mut b = [0u8];
-        dev.read(COM1_BASE, offset, &mut b);
-        b[0]
-    }
-
-    #[test]
-    fn output_reaches_the_sink_in_order() {
-        let sink = Shared::default();
-        let (mut dev, _) = device(SerialOut::new(Box::new(sink.clone())));
-        for b in b"hello" {
-            dev.write(COM1_BASE, THR, &[*b]);
-        }
-        dev.write(COM1_BASE, THR, b", world\n");
-        assert_eq!(&*sink.0.lock().unwrap(), b"hello, world\n");
-        assert_ne!(read_reg(&mut dev, LSR) & LSR_THR_EMPTY, 0);
-    }
-
-    #[test]
-    fn a_string_write_is_pushed_out_once() {
-        let writes = Arc::new(Mutex::new(Vec::new()));
-        let (mut dev, _) = device(SerialOut::new(Box::new(CountingSink(writes.clone()))));
-        dev.write(COM1_BASE, THR, &[b'x'; 16]);
-        assert_eq!(*writes.lock().unwrap(), vec![vec![b'x'; 16]]);
-    }
-
-    #[test]
-    fn input_is_paced_through_the_fifo() {
-        let (mut dev, _) = device(SerialOut::discard());
-        let input: Vec<u8> = (0..200u8).collect();
-        dev.queue_input(&input);
-        assert!(dev.pending_input() > 0, "the FIFO holds only 64 bytes");
-        let mut got = Vec::new();
-        while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
-            got.push(read_reg(&mut dev, THR));
-        }
-        assert_eq!(got, input);
-        assert_eq!(dev.pending_input(), 0);
-    }
-
-    #[test]
-    fn received_data_raises_the_interrupt_when_enabled() {
-        let (mut dev, irq) = device(SerialOut::discard());
-        dev.write(COM1_BASE, IER, &[0x01]); // enable "received data available"
-        dev.queue_input(b"k");
-        assert_eq!(irq.read().unwrap(), 1);
-    }
-
-    #[test]
-    fn a_flood_of_input_pauses_and_resumes_the_reader() {
-        let irq = EventFdTrigger::new().unwrap();
-        let room = EventFdTrigger::new().unwrap();
-        let room_wait = room.try_clone().unwrap();
-        let mut dev = SerialDevice::new(irq, SerialOut::discard(), Some(room));
-        dev.queue_input(&vec![b'a'; PENDING_INPUT_LIMIT + 100]);
-        assert!(!dev.wants_input());
-        assert!(
-            room_wait.read().is_err(),
-            "no wake-up before the guest reads"
-        );
-        while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
-            read_reg(&mut dev, THR);
-        }
-        assert_eq!(room_wait.read().unwrap(), 1);
-        assert!(dev.wants_input());
-    }
-
-    /// fuzz/regressions/serial/loopback-stalls-input: input that arrived while the
-    /// guest had the UART in loopback mode was dropped (64 bytes) and the rest stayed
-    /// queued with the FIFO empty, so the guest never saw it.
-    #[test]
-    fn input_queued_during_loopback_arrives_afterwards() {
-        const MCR: u64 = 4;
-        let (mut dev, _) = device(SerialOut::discard());
-        dev.write(COM1_BASE, MCR, &[0x14]); // loopback on
-        let input: Vec<u8> = (0..100u8).collect();
-        dev.queue_input(&input);
-        assert_eq!(read_reg(&mut dev, LSR) & LSR_DATA_READY, 0);
-        dev.write(COM1_BASE, MCR, &[0x00]); // loopback off
-        let mut got = Vec::new();
-        while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
-            got.push(read_reg(&mut dev, THR));
-        }
-        assert_eq!(got, input);
-        assert_eq!(dev.pending_input(), 0);
-    }
-
-    #[test]
-    fn a_failing_sink_is_dropped_without_stopping_the_guest() {
-        struct Broken;
-        impl Write for Broken {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::from(io::ErrorKind::BrokenPipe))
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let (mut dev, _) = device(SerialOut::new(Box::new(Broken)));
-        dev.write(COM1_BASE, THR, b"a");
-        dev.write(COM1_BASE, THR, b"b");
-        assert!(dev.output().sink.is_none());
-    }
-}
+#[path = "serial_tests.rs"]
+mod tests;

@@ -104,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
                 profile: sandbox::Profile::Default,
                 optimize: sandbox::Optimize::Priority,
                 policy_file: None,
+                report_file: None,
             },
             jail: JailConfig {
                 enabled: false,

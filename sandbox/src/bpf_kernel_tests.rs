@@ -4,10 +4,9 @@
 //! real system calls.
 
 use super::*;
+use crate::consts::KVM_RUN;
 
 // Programs compiled by libseccomp.
-
-const KVM_RUN: u64 = 0xae80;
 
 /// The test policy: read, getppid, exit_group, write of at most 4096 bytes, ioctl
 /// KVM_RUN, mmap without PROT_EXEC; close fails with EPERM; anything else gets

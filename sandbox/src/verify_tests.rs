@@ -87,12 +87,13 @@ fn a_corrupted_program_is_caught() {
     let sandbox = Sandbox::builtin(Mode::Enforce, Profile::Default, Optimize::Priority);
     let facts = RuntimeFacts::sample();
     let filter = sandbox.compile(ThreadKind::Vcpu, &facts).unwrap().unwrap();
-    // Make every comparison with KVM_RUN's request (0xae80) compare with another one.
+    // Make every comparison with KVM_RUN's request compare with another one.
+    let kvm_run = crate::consts::KVM_RUN as u32;
     let mut program = filter.program().to_vec();
     let mut changed = 0;
     for insn in &mut program {
-        if insn.k == 0xae80 {
-            insn.k = 0xae81;
+        if insn.k == kvm_run {
+            insn.k = kvm_run + 1;
             changed += 1;
         }
     }
@@ -115,7 +116,7 @@ fn a_corrupted_program_is_caught() {
         report
             .mismatches
             .iter()
-            .any(|m| m.data.args[1] == 0xae80 && m.got == Ok(Action::KillProcess)),
+            .any(|m| m.data.args[1] == crate::consts::KVM_RUN && m.got == Ok(Action::KillProcess)),
         "{report:?}"
     );
 }

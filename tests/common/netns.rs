@@ -115,26 +115,15 @@ impl Drop for NetNs {
 /// IFF_VNET_HDR, as a management layer would before handing the fd to sandvmm. The fd
 /// is inheritable (no O_CLOEXEC).
 pub fn open_tap_fd(name: &str) -> std::io::Result<i32> {
-    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        flags: i16,
-        pad: [u8; 22],
-    }
+    use devices::virtio::net::tap::{ifreq, TAP_FLAGS};
     // SAFETY: opening a device node by a NUL-terminated path.
     let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let mut req = IfReq {
-        name: [0; 16],
-        flags: 0x0002 | 0x1000 | 0x4000,
-        pad: [0; 22],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    let mut req = ifreq(name, TAP_FLAGS);
     // SAFETY: TUNSETIFF on a tun fd with a valid ifreq.
-    if unsafe { libc::ioctl(fd, TUNSETIFF, &mut req) } < 0 {
+    if unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req) } < 0 {
         let err = std::io::Error::last_os_error();
         // SAFETY: closing the fd opened above.
         unsafe { libc::close(fd) };

@@ -187,13 +187,13 @@ fn build_port_devices(
             facts.add(FdRole::Console, libc::STDOUT_FILENO);
             SerialOut::new(Box::new(io::stdout()))
         }
-        SerialTarget::File(path) => {
+        SerialTarget::File { path, max } => {
             let file = File::create(path).map_err(|source| BuildError::SerialFile {
                 path: path.display().to_string(),
                 source,
             })?;
             facts.add(FdRole::Console, file.as_raw_fd());
-            SerialOut::new(Box::new(file))
+            SerialOut::with_limit(Box::new(file), *max)
         }
         SerialTarget::None => SerialOut::discard(),
     };

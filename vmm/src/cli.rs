@@ -3,6 +3,18 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sandbox::{Mode, Optimize, Profile, ThreadKind};
+
+use crate::config::{SerialParser, SerialTarget};
+
+/// The exit statuses, for `--help` (and README.md, "Exit status"; main.rs's header).
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0    the guest ended itself (reset, power-off, triple fault) or you quit (Ctrl-A x)
+  1    an error, including a guest the host KVM cannot run
+  2    a bad command line
+  100  a call blocked in --sandbox trap (the handler names it and its thread)
+  159  as a shell shows it: killed by SIGSYS after a call blocked in --sandbox enforce";
 
 /// sandvmm: a small KVM virtual machine monitor with a seccomp sandbox built in.
 ///
@@ -13,11 +25,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "sandvmm",
-    version,
     about,
     long_about,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SANDVMM_GIT_COMMIT"), ")"),
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -46,19 +59,18 @@ pub enum SandboxCommand {
         /// capabilities, Landlock, limits) instead of the rules.
         #[arg(long)]
         layers: bool,
-        /// Thread kind: vmm or vcpu (default: both).
-        #[arg(long, value_name = "KIND")]
-        thread: Option<String>,
-        /// `table` (rules with reasons and priorities), `pfc` (libseccomp's pseudo
-        /// filter code) or `bpf` (the raw program, one instruction per line).
-        #[arg(long, value_name = "FORMAT", default_value = "table")]
-        format: String,
-        /// Profile to show: default or strict.
-        #[arg(long, value_name = "PROFILE", default_value = "default")]
-        profile: String,
-        /// BPF layout: priority or tree.
-        #[arg(long, value_name = "LAYOUT", default_value = "priority")]
-        optimize: String,
+        /// Thread kind (default: both).
+        #[arg(long, value_enum, value_name = "KIND")]
+        thread: Option<ThreadArg>,
+        /// What to print.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+        /// Profile to show.
+        #[arg(long, value_enum, value_name = "PROFILE", default_value_t = SandboxProfile::Default)]
+        profile: SandboxProfile,
+        /// BPF layout.
+        #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = SandboxOptimize::Priority)]
+        optimize: SandboxOptimize,
         /// A policy file instead of the built-in one.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -96,9 +108,13 @@ pub enum Switch {
 /// How much sandvmm logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
+    /// Only what went wrong on the host.
     Error,
+    /// Also what a guest did wrong (rate-limited) and degraded layers.
     Warn,
+    /// Also notices about the host (an emulating KVM, say).
     Info,
+    /// Everything.
     Debug,
 }
 
@@ -112,6 +128,97 @@ impl LogLevel {
             LogLevel::Debug => log::LevelFilter::Debug,
         }
     }
+}
+
+/// `--sandbox`: the values of [`sandbox::Mode`] a user may choose (`trace` is
+/// `sandvmm sandbox profile`'s own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxMode {
+    /// Kill the process on any call outside the policy.
+    Enforce,
+    /// Name the call and thread, then exit with status 100.
+    Trap,
+    /// Allow the call and have the kernel log it.
+    Log,
+    /// Install no filter.
+    Off,
+}
+
+impl From<SandboxMode> for Mode {
+    fn from(mode: SandboxMode) -> Mode {
+        match mode {
+            SandboxMode::Enforce => Mode::Enforce,
+            SandboxMode::Trap => Mode::Trap,
+            SandboxMode::Log => Mode::Log,
+            SandboxMode::Off => Mode::Off,
+        }
+    }
+}
+
+/// `--sandbox-profile`: [`sandbox::Profile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxProfile {
+    /// Every rule of the policy.
+    Default,
+    /// For deployments that hand every tap and disk in as an fd: no taps or disks
+    /// opened by name, no helper process, no terminal.
+    Strict,
+}
+
+impl From<SandboxProfile> for Profile {
+    fn from(profile: SandboxProfile) -> Profile {
+        match profile {
+            SandboxProfile::Default => Profile::Default,
+            SandboxProfile::Strict => Profile::Strict,
+        }
+    }
+}
+
+/// `--sandbox-optimize`: [`sandbox::Optimize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxOptimize {
+    /// Linear checks, ordered by measured syscall frequency.
+    Priority,
+    /// A binary search over syscall numbers.
+    Tree,
+}
+
+impl From<SandboxOptimize> for Optimize {
+    fn from(optimize: SandboxOptimize) -> Optimize {
+        match optimize {
+            SandboxOptimize::Priority => Optimize::Priority,
+            SandboxOptimize::Tree => Optimize::Tree,
+        }
+    }
+}
+
+/// `sandbox show --thread`: [`sandbox::ThreadKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ThreadArg {
+    /// The VMM thread (set-up, then the event loop).
+    Vmm,
+    /// A vCPU thread.
+    Vcpu,
+}
+
+impl From<ThreadArg> for ThreadKind {
+    fn from(thread: ThreadArg) -> ThreadKind {
+        match thread {
+            ThreadArg::Vmm => ThreadKind::Vmm,
+            ThreadArg::Vcpu => ThreadKind::Vcpu,
+        }
+    }
+}
+
+/// `sandbox show --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    /// The rules with their reasons and priorities.
+    Table,
+    /// libseccomp's pseudo filter code.
+    Pfc,
+    /// The raw BPF program, one instruction per line.
+    Bpf,
 }
 
 /// The flags that describe a VM and how to run it.
@@ -140,14 +247,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "128M")]
     pub memory: String,
 
-    /// Where the guest's serial console goes: `stdio` (input from stdin, raw mode on a
-    /// terminal), `file:PATH` (output only), or `none`.
-    #[arg(long, value_name = "TARGET", default_value = "stdio")]
-    pub serial: String,
+    /// Where the guest's serial console goes.
+    #[arg(long, value_name = "TARGET", default_value = "stdio", value_parser = SerialParser)]
+    pub serial: SerialTarget,
 
-    /// A virtio-net device: `tap=NAME[,mac=MAC]` attaches to (or, with CAP_NET_ADMIN,
-    /// creates) tap NAME; `fd=N[,mac=MAC]` adopts tap fd N, opened by whoever started
-    /// sandvmm with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. Repeat for more devices.
+    /// A virtio-net device: `tap=NAME[,mac=MAC][,script=PATH]` attaches to (or, with
+    /// CAP_NET_ADMIN, creates) tap NAME; `fd=N[,mac=MAC]` adopts tap fd N, opened by
+    /// whoever started sandvmm with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. `script=PATH` forks
+    /// a helper before the sandbox that runs `PATH NAME up` once the tap is open and
+    /// `PATH NAME down` at exit. Repeat for more devices.
     #[arg(long, value_name = "SPEC")]
     pub net: Vec<String>,
 
@@ -162,21 +270,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_host_adapt: bool,
 
-    /// Seccomp sandbox: `enforce` kills the process on any call outside the policy,
-    /// `trap` names the call and thread and exits with status 100, `log` allows it and
-    /// has the kernel log it, `off` installs nothing.
-    #[arg(long, value_name = "MODE", default_value = "enforce")]
-    pub sandbox: String,
+    /// The seccomp sandbox: what a call outside the policy does.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SandboxMode::Enforce)]
+    pub sandbox: SandboxMode,
 
-    /// `default`, or `strict` for deployments that hand every tap in as an fd
-    /// (`--net fd=`): no taps opened by name, no helper process (docs/SANDBOX.md).
-    #[arg(long, value_name = "PROFILE", default_value = "default")]
-    pub sandbox_profile: String,
+    /// Which rules apply (docs/SANDBOX.md).
+    #[arg(long, value_enum, value_name = "PROFILE", default_value_t = SandboxProfile::Default)]
+    pub sandbox_profile: SandboxProfile,
 
-    /// BPF layout: `priority` (linear, ordered by measured syscall frequency) or
-    /// `tree` (a binary search over syscall numbers).
-    #[arg(long, value_name = "LAYOUT", default_value = "priority")]
-    pub sandbox_optimize: String,
+    /// The BPF layout of the filters.
+    #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = SandboxOptimize::Priority)]
+    pub sandbox_optimize: SandboxOptimize,
 
     /// A policy file to use instead of the built-in one (format: docs/SANDBOX.md).
     #[arg(long, value_name = "FILE")]
@@ -192,7 +296,7 @@ pub struct RunArgs {
     /// the jail user, enters new user, mount, IPC, UTS, network and cgroup namespaces
     /// with an empty root, drops every capability and applies Landlock; `off` for hosts
     /// that cannot (docs/SANDBOX.md).
-    #[arg(long, value_enum, value_name = "on|off", default_value_t = Switch::On)]
+    #[arg(long, value_enum, value_name = "SWITCH", default_value_t = Switch::On)]
     pub jail: Switch,
 
     /// Who sandvmm becomes when started as root: a user name or UID:GID (default: the

@@ -4,7 +4,7 @@
 //! Exit status: 0 when the guest ended itself (reset, power-off, triple fault), the
 //! user quit, or a stop signal (SIGTERM, SIGINT, SIGHUP, SIGQUIT) ended the run; 1 for any error; 2 for a bad command line; 100 after a call blocked in
 //! `--sandbox trap` mode; a process killed by the enforcing sandbox dies of SIGSYS
-//! (a shell shows 159).
+//! (a shell shows 159). `--help` lists them too (`cli.rs`, `EXIT_STATUS_HELP`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -104,10 +104,10 @@ fn sandbox_command(cmd: SandboxCommand) -> ExitCode {
             policy,
             ..
         } => sandbox_cmd::show(
-            thread.as_deref(),
-            &format,
-            &profile,
-            &optimize,
+            thread.map(Into::into),
+            format,
+            profile.into(),
+            optimize.into(),
             policy.as_deref(),
         )
         .map(|out| {

@@ -11,11 +11,13 @@ use sandbox::policy::{Frequency, Policy, PolicyError};
 use sandbox::profile::{self, ProfileError, WorkloadEnd};
 use sandbox::{FilterError, Mode, Optimize, Profile, RuntimeFacts, Sandbox, ThreadKind};
 
+use crate::cli::ShowFormat;
+
 /// Errors of the sandbox subcommands.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxCmdError {
-    #[error("invalid {0}: {1}")]
-    Option(&'static str, String),
+    #[error("invalid run arguments for the workload: {0}")]
+    RunArgs(String),
     #[error("cannot read {path}")]
     Read {
         path: String,
@@ -36,13 +38,6 @@ pub enum SandboxCmdError {
     Profile(#[from] ProfileError),
     #[error("the profiled workload failed ({0}); the table was not written")]
     Workload(String),
-}
-
-fn parse<T: std::str::FromStr<Err = String>>(
-    flag: &'static str,
-    text: &str,
-) -> Result<T, SandboxCmdError> {
-    text.parse().map_err(|e| SandboxCmdError::Option(flag, e))
 }
 
 /// Renders `sandvmm sandbox show --layers`: every layer a run of this binary would set
@@ -125,32 +120,27 @@ pub fn verify(policy: Option<&Path>) -> Result<(String, bool), SandboxCmdError> 
     Ok((text, failed == 0))
 }
 
-/// Renders `sandvmm sandbox show`.
+/// Renders `sandvmm sandbox show` for one thread kind, or both.
 pub fn show(
-    thread: Option<&str>,
-    format: &str,
-    profile: &str,
-    optimize: &str,
+    thread: Option<ThreadKind>,
+    format: ShowFormat,
+    profile: Profile,
+    optimize: Optimize,
     policy: Option<&Path>,
 ) -> Result<Vec<u8>, SandboxCmdError> {
     let threads: Vec<ThreadKind> = match thread {
-        Some(t) => vec![parse("--thread", t)?],
+        Some(t) => vec![t],
         None => ThreadKind::ALL.to_vec(),
     };
-    let sandbox = Sandbox::load(
-        Mode::Enforce,
-        parse::<Profile>("--profile", profile)?,
-        parse::<Optimize>("--optimize", optimize)?,
-        policy,
-    )?;
+    let sandbox = Sandbox::load(Mode::Enforce, profile, optimize, policy)?;
     // The programs depend on the run-time facts; sample ones stand in for a VM's.
     let facts = RuntimeFacts::sample();
     let mut out = Vec::new();
     for kind in threads {
         match format {
-            "table" => out.extend_from_slice(table(&sandbox, kind, &facts)?.as_bytes()),
-            "pfc" => out.extend_from_slice(sandbox.pfc(kind, &facts)?.as_bytes()),
-            "bpf" => {
+            ShowFormat::Table => out.extend_from_slice(table(&sandbox, kind, &facts)?.as_bytes()),
+            ShowFormat::Pfc => out.extend_from_slice(sandbox.pfc(kind, &facts)?.as_bytes()),
+            ShowFormat::Bpf => {
                 let compiled = sandbox
                     .compile(kind, &facts)?
                     .expect("enforce mode compiles a filter");
@@ -165,12 +155,6 @@ pub fn show(
                     let _ = writeln!(text, "{code:#06x} {:3} {:3} {k:#010x}", insn[2], insn[3]);
                 }
                 out.extend_from_slice(text.as_bytes());
-            }
-            other => {
-                return Err(SandboxCmdError::Option(
-                    "--format",
-                    format!("{other:?} is not table, pfc or bpf"),
-                ))
             }
         }
     }
@@ -240,11 +224,11 @@ pub struct Profiled {
 fn run_policy(run_args: &[String]) -> Result<(Policy, Profile), SandboxCmdError> {
     let argv = std::iter::once("sandvmm").chain(run_args.iter().map(String::as_str));
     let cli = crate::cli::Cli::try_parse_from(argv)
-        .map_err(|e| SandboxCmdError::Option("run arguments", e.kind().to_string()))?;
+        .map_err(|e| SandboxCmdError::RunArgs(e.kind().to_string()))?;
     let config = cli
         .run
         .into_config()
-        .map_err(|e| SandboxCmdError::Option("run arguments", e.to_string()))?;
+        .map_err(|e| SandboxCmdError::RunArgs(e.to_string()))?;
     let policy = Policy::load(config.sandbox.policy_file.as_deref())?;
     Ok((policy, config.sandbox.profile))
 }

@@ -2,8 +2,8 @@
 //!
 //! The mapping from a KVM exit to what the thread does next is [`handle_exit`], a plain
 //! function over the exit and the buses, so it is unit-tested without KVM. The thread
-//! loop around it adds what needs the vCPU fd: diagnosing an emulation failure, and
-//! stopping when the VMM kicks it.
+//! loop around it adds what needs the vCPU fd: the width of a port access, diagnosing
+//! an emulation failure, and stopping when the VMM kicks it.
 //!
 //! Stopping: the VMM sets the shared stop flag and sends [`kick_signal`] to the thread
 //! until it has finished. The no-op handler makes a blocked `KVM_RUN` return `EINTR`;
@@ -15,18 +15,17 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use devices::bus::Bus;
-use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use devices::bus::{Bus, UNCLAIMED_READ};
+use kvm_bindings::{
+    kvm_run, KVM_EXIT_IO_OUT, KVM_INTERNAL_ERROR_EMULATION, KVM_SYSTEM_EVENT_CRASH,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use sandbox::{CompiledFilter, FilterError, ThreadKind};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-/// Value unclaimed ports and MMIO read as (an undriven ISA bus floats high).
-const UNCLAIMED_READ: u8 = 0xff;
-/// `kvm_run.internal.suberror` for an instruction KVM could not emulate.
-const KVM_INTERNAL_ERROR_EMULATION: u32 = 1;
 /// Longest x86 instruction.
 const MAX_INSN_LEN: usize = 15;
 
@@ -70,16 +69,19 @@ pub enum VcpuError {
 }
 
 /// Maps one KVM exit to an action, forwarding device accesses to the buses.
+///
+/// kvm-ioctls hands port I/O over as `size × count` bytes without the size, so here a
+/// port exit is one access as wide as its data. The thread loop does not rely on that:
+/// it reads the width from `kvm_run` (`Vcpu::port_io`), since a `rep outsb` of two
+/// bytes and an `outw` look alike otherwise.
 pub fn handle_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<VcpuAction, VcpuError> {
     match exit {
         VcpuExit::IoIn(port, data) => {
-            if !pio.read(u64::from(port), data) {
-                data.fill(UNCLAIMED_READ);
-            }
+            pio.pio_read(port, data.len(), data);
             Ok(VcpuAction::Continue)
         }
         VcpuExit::IoOut(port, data) => {
-            pio.write(u64::from(port), data);
+            pio.pio_write(port, data.len(), data);
             Ok(VcpuAction::Continue)
         }
         VcpuExit::MmioRead(addr, data) => {
@@ -231,6 +233,10 @@ impl Vcpu {
     fn run_loop(&mut self) -> Option<Result<StopReason, VcpuError>> {
         while !self.stop.load(Ordering::Acquire) {
             let result = match self.fd.run() {
+                Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..)) => {
+                    self.port_io();
+                    Ok(VcpuAction::Continue)
+                }
                 Ok(exit) => handle_exit(exit, &self.pio, &self.mmio),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     Ok(VcpuAction::Continue)
@@ -245,6 +251,32 @@ impl Vcpu {
             }
         }
         None
+    }
+
+    /// Hands the port access of the last exit (`KVM_EXIT_IO`) to the port bus with its
+    /// width: `count` accesses of `size` bytes each (`struct kvm_run`, `io`, in
+    /// Documentation/virt/kvm/api.rst).
+    fn port_io(&mut self) {
+        let run: &mut kvm_run = self.fd.get_kvm_run();
+        // SAFETY: the last exit was KVM_EXIT_IO (kvm-ioctls returned IoIn or IoOut for
+        // it), so `io` is the union member KVM filled in.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        let len = usize::from(io.size) * io.count as usize;
+        // SAFETY: KVM puts the data `data_offset` bytes into the vCPU's kvm_run mapping
+        // (on x86 the page after `struct kvm_run`, KVM_PIO_PAGE_OFFSET), which
+        // kvm-ioctls mapped whole (KVM_GET_VCPU_MMAP_SIZE) and builds its own
+        // IoIn/IoOut slice from in the same way. The slice lives only while `run` is
+        // borrowed here, and no other reference to those bytes exists meanwhile.
+        let data = unsafe {
+            let start = (run as *mut kvm_run).cast::<u8>();
+            std::slice::from_raw_parts_mut(start.add(io.data_offset as usize), len)
+        };
+        let width = usize::from(io.size);
+        if u32::from(io.direction) == KVM_EXIT_IO_OUT {
+            self.pio.pio_write(io.port, width, data);
+        } else {
+            self.pio.pio_read(io.port, width, data);
+        }
     }
 
     /// Turns `KVM_EXIT_INTERNAL_ERROR` into a report with RIP and instruction bytes.

@@ -54,6 +54,32 @@ fn unclaimed_reads_float_high() {
     );
 }
 
+/// issue 15: a 16-bit `out` of 0xfe87 to port 0x64 used to send both bytes to the
+/// i8042's command port, and 0xfe there resets the machine.
+#[test]
+fn a_wide_port_write_is_split_across_ports() {
+    use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
+    use devices::EventFdTrigger;
+    let reset = EventFdTrigger::new().unwrap();
+    let reset_wait = reset.try_clone().unwrap();
+    let (mut pio, mmio, reg) = buses();
+    pio.insert(
+        Arc::new(Mutex::new(I8042::new(reset))),
+        I8042_BASE,
+        I8042_LEN,
+    )
+    .unwrap();
+    let word = 0xfe87u16.to_le_bytes();
+    handle_exit(VcpuExit::IoOut(0x64, &word), &pio, &mmio).unwrap();
+    assert!(reset_wait.read().is_err(), "the VM would have reset");
+    // A 32-bit read at 0x3fe: two bytes of the register at 0x3f8..0x400, then two
+    // unclaimed ports.
+    let mut data = [0u8; 4];
+    handle_exit(VcpuExit::IoIn(0x3fe, &mut data), &pio, &mmio).unwrap();
+    let r = reg.lock().unwrap().0;
+    assert_eq!(data, [r, r, UNCLAIMED_READ, UNCLAIMED_READ]);
+}
+
 #[test]
 fn mmio_goes_through_the_bus() {
     let (pio, mmio, reg) = buses();

@@ -1,8 +1,9 @@
 //! The validated VM configuration, made from the run flags of [`crate::cli`].
 //!
-//! [`RunArgs::into_config`] checks what clap cannot (sizes, counts, serial targets, net
-//! and disk specs, sandbox options) so that the builder only ever sees a configuration
-//! that makes sense. The device specs are parsed in `specs.rs`.
+//! [`RunArgs::into_config`] checks what clap cannot (sizes, counts, net and disk specs,
+//! sandbox options) so that the builder only ever sees a configuration that makes
+//! sense. The device specs are parsed in `specs.rs`; `--serial` is parsed by clap
+//! itself, with the parser in `serial.rs`.
 
 use std::path::PathBuf;
 
@@ -10,9 +11,11 @@ use devices::virtio::net::format_mac;
 use sandbox::jail::JailUser;
 use sandbox::{Mode, Optimize, Profile};
 
+mod serial;
 mod specs;
 
 pub use crate::cli::RunArgs;
+pub use serial::{parse_serial, SerialError, SerialParser, SerialTarget, DEFAULT_SERIAL_MAX};
 pub use specs::{
     default_mac, parse_disk, parse_net, DiskBackend, DiskConfig, NetBackend, NetConfig,
     MAX_VIRTIO_DEVICES,
@@ -29,17 +32,6 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
 
 /// Largest vCPU count the MP table can describe (APIC IDs are 8 bits; one ID is the IOAPIC's).
 pub const MAX_VCPUS: u8 = 254;
-
-/// Where serial output goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SerialTarget {
-    /// stdout, with stdin as input.
-    Stdio,
-    /// A file, created or truncated; no input.
-    File(PathBuf),
-    /// Nowhere.
-    None,
-}
 
 /// A checked VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +83,6 @@ pub enum ConfigError {
     MemoryUnaligned(String),
     #[error("invalid --cpus {0}: must be between 1 and {MAX_VCPUS}")]
     Cpus(u32),
-    #[error("invalid --serial {0:?}: expected stdio, file:PATH or none")]
-    Serial(String),
     #[error("invalid --net {0:?}: {1}")]
     Net(String, &'static str),
     #[error("--net {spec:?} uses MAC {mac}, which another --net already has")]
@@ -161,27 +151,10 @@ impl RunArgs {
             mode: if self.sandbox_trace {
                 Mode::Trace
             } else {
-                self.sandbox
-                    .parse()
-                    .map_err(|message| ConfigError::Sandbox {
-                        flag: "--sandbox",
-                        message,
-                    })?
+                self.sandbox.into()
             },
-            profile: self
-                .sandbox_profile
-                .parse()
-                .map_err(|message| ConfigError::Sandbox {
-                    flag: "--sandbox-profile",
-                    message,
-                })?,
-            optimize: self
-                .sandbox_optimize
-                .parse()
-                .map_err(|message| ConfigError::Sandbox {
-                    flag: "--sandbox-optimize",
-                    message,
-                })?,
+            profile: self.sandbox_profile.into(),
+            optimize: self.sandbox_optimize.into(),
             policy_file: self.sandbox_policy,
             report_file: self.sandbox_report,
         };
@@ -213,7 +186,7 @@ impl RunArgs {
             },
             demo_escape: self.demo_escape,
             memory_bytes: parse_memory(&self.memory)?,
-            serial: parse_serial(&self.serial)?,
+            serial: self.serial,
             nets,
             disks,
             kernel: self.kernel.ok_or(ConfigError::NoKernel)?,
@@ -225,22 +198,27 @@ impl RunArgs {
     }
 }
 
-/// Parses `128`, `128M`, `128MiB`, `1G`, `65536K` into bytes.
-pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
-    let syntax = || ConfigError::MemorySyntax(text.to_string());
+/// Parses a size, `128`, `128M`, `128MiB`, `1G`, `65536K`, into bytes: binary units,
+/// and a plain number means MiB. `None` for anything else, or a size past `u64`.
+pub fn parse_size(text: &str) -> Option<u64> {
     let trimmed = text.trim();
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     let (number, suffix) = trimmed.split_at(digits_end);
-    let number: u64 = number.parse().map_err(|_| syntax())?;
+    let number: u64 = number.parse().ok()?;
     let shift = match suffix.to_ascii_lowercase().as_str() {
         "k" | "kib" => 10,
         "" | "m" | "mib" => 20,
         "g" | "gib" => 30,
-        _ => return Err(syntax()),
+        _ => return None,
     };
-    let bytes = number.checked_mul(1 << shift).ok_or_else(syntax)?;
+    number.checked_mul(1 << shift)
+}
+
+/// Parses `--memory`: a size ([`parse_size`]) of at least [`MIN_MEMORY`], in pages.
+pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
+    let bytes = parse_size(text).ok_or_else(|| ConfigError::MemorySyntax(text.to_string()))?;
     if bytes < MIN_MEMORY {
         return Err(ConfigError::MemoryTooSmall(text.to_string()));
     }
@@ -248,17 +226,6 @@ pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
         return Err(ConfigError::MemoryUnaligned(text.to_string()));
     }
     Ok(bytes)
-}
-
-fn parse_serial(text: &str) -> Result<SerialTarget, ConfigError> {
-    match text {
-        "stdio" => Ok(SerialTarget::Stdio),
-        "none" => Ok(SerialTarget::None),
-        _ => match text.strip_prefix("file:") {
-            Some(path) if !path.is_empty() => Ok(SerialTarget::File(PathBuf::from(path))),
-            _ => Err(ConfigError::Serial(text.to_string())),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -153,11 +153,17 @@ impl Attack {
             Attack::KvmIoctl => {
                 // Any KVM request but KVM_RUN is what the vCPU filter forbids; this one
                 // only asks the VM a question, so the unfiltered case is harmless.
-                const KVM_CHECK_EXTENSION: libc::c_ulong = 0xae03;
-                const KVM_CAP_USER_MEMORY: libc::c_ulong = 3;
+                use kvm_bindings::KVM_CAP_USER_MEMORY;
+                use sandbox::consts::KVM_CHECK_EXTENSION;
                 let fd = targets.vm_fd();
                 // SAFETY: KVM_CHECK_EXTENSION takes its argument by value.
-                let rc = unsafe { libc::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) };
+                let rc = unsafe {
+                    libc::ioctl(
+                        fd,
+                        KVM_CHECK_EXTENSION,
+                        libc::c_ulong::from(KVM_CAP_USER_MEMORY),
+                    )
+                };
                 ended(rc.into(), "KVM_CHECK_EXTENSION on the VM fd", || 0)
             }
             Attack::Setuid => {

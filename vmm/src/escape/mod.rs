@@ -152,9 +152,20 @@ impl BusDevice for EscapePort {
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
-        if offset == ARG_OFFSET && data.len() == 4 {
-            let arg = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-            self.shared.arg.store(arg, Ordering::Release);
+        if (ARG_OFFSET..ARG_OFFSET + 4).contains(&offset) {
+            // The argument is a 32-bit register on ports base+4 to base+7, one byte
+            // lane per port: the port bus delivers the guest's `outl` as four byte
+            // writes (devices/src/bus.rs), each of which sets its lane.
+            let first_lane = offset - ARG_OFFSET;
+            for (lane, &byte) in (first_lane..4).zip(data) {
+                let shift = 8 * lane;
+                let set = |arg: u32| Some(arg & !(0xff << shift) | u32::from(byte) << shift);
+                // Never fails: `set` always returns Some.
+                let _ = self
+                    .shared
+                    .arg
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, set);
+            }
             return;
         }
         let (0, Some(&code)) = (offset, data.first()) else {
@@ -215,6 +226,13 @@ mod tests {
         );
         assert_eq!(handler.shared.arg.load(Ordering::Acquire), 1234);
         assert_eq!(handler.wake.read().unwrap(), 1);
+        // The guest's `outl` reaches the device as one write per byte lane.
+        for (lane, byte) in 0xdead_beefu32.to_le_bytes().into_iter().enumerate() {
+            port.write(ESCAPE_PORT, ARG_OFFSET + lane as u64, &[byte]);
+        }
+        assert_eq!(handler.shared.arg.load(Ordering::Acquire), 0xdead_beef);
+        port.write(ESCAPE_PORT, ARG_OFFSET + 1, &[0x00]);
+        assert_eq!(handler.shared.arg.load(Ordering::Acquire), 0xdead_00ef);
         // Unknown codes, and bytes elsewhere in the window, do nothing.
         port.write(ESCAPE_PORT, 0, &[0x7f]);
         port.write(ESCAPE_PORT, 2, &[Attack::Open as u8 | ON_VMM_THREAD]);

@@ -11,19 +11,15 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-// ioctls from <linux/if_tun.h>: _IOW('T', 202, int) etc.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
-const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
-const IFF_TAP: i16 = 0x0002;
-const IFF_NO_PI: i16 = 0x1000;
-const IFF_VNET_HDR: i16 = 0x4000;
+// The tun ioctls, flags and `struct ifreq` come from libc, which the sandbox's policy
+// names (sandbox/src/consts.rs) and the tests take them from too.
+use libc::{IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, TUNGETIFF, TUNSETIFF};
+use libc::{TUNSETOFFLOAD, TUNSETVNETHDRSZ};
 /// TUNSETOFFLOAD bits: what the receiver (our guest) can take.
-pub const TUN_F_CSUM: u32 = 0x01;
-pub const TUN_F_TSO4: u32 = 0x02;
-pub const TUN_F_TSO6: u32 = 0x04;
-const IFNAMSIZ: usize = 16;
+pub use libc::{TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+
+/// The flags sandvmm opens taps with, and wants of a tap handed in.
+pub const TAP_FLAGS: libc::c_int = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 
 /// Errors from opening or configuring a tap.
 #[derive(Debug, thiserror::Error)]
@@ -54,29 +50,36 @@ pub enum TapError {
     Configure(&'static str, #[source] io::Error),
 }
 
-/// `struct ifreq` as TUNSETIFF/TUNGETIFF use it: a name and the flags.
-#[repr(C)]
-struct IfReq {
-    name: [u8; IFNAMSIZ],
-    flags: i16,
-    _pad: [u8; 22],
+/// A `struct ifreq` as TUNSETIFF and TUNGETIFF use it: interface `name` (at most
+/// IFNAMSIZ - 1 bytes, or it is cut) and `flags` (linux/if_tun.h, `IFF_*`).
+pub fn ifreq(name: &str, flags: libc::c_int) -> libc::ifreq {
+    // SAFETY: ifreq is a C struct of integers and a union of integers and plain
+    // structs, for which all zero bytes is a valid value (and the empty name).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(IFNAMSIZ - 1)) {
+        *dst = src as libc::c_char;
+    }
+    // TUNSETIFF takes the flags as a short (drivers/net/tun.c, tun_set_iff()).
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    req
 }
 
-impl IfReq {
-    fn new(name: &str) -> Self {
-        let mut req = IfReq {
-            name: [0; IFNAMSIZ],
-            flags: 0,
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        req
-    }
+/// The name in `req`, up to its NUL.
+fn ifreq_name(req: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
 
-    fn name(&self) -> String {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
-        String::from_utf8_lossy(&self.name[..end]).into_owned()
-    }
+/// The flags in `req`.
+fn ifreq_flags(req: &libc::ifreq) -> libc::c_int {
+    // SAFETY: every ifreq here is made by `ifreq()`, which sets the flags member, or
+    // filled in by TUNGETIFF, which writes it; any bits are a valid c_short.
+    libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags })
 }
 
 /// What the device needs from its host end; [`Tap`] in production, a fake in tests.
@@ -129,8 +132,7 @@ impl Tap {
                 Some(libc::EACCES | libc::EPERM) => TapError::TunDenied,
                 _ => TapError::OpenTun(e),
             })?;
-        let mut req = IfReq::new(name);
-        req.flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        let mut req = ifreq(name, TAP_FLAGS);
         // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is, on a tun fd.
         if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
             let err = io::Error::last_os_error();
@@ -145,7 +147,7 @@ impl Tap {
         }
         let tap = Tap {
             file,
-            name: req.name(),
+            name: ifreq_name(&req),
         };
         tap.set_vnet_hdr_size()?;
         Ok(tap)
@@ -154,15 +156,15 @@ impl Tap {
     /// Adopts `fd`, which must be a tap opened with `IFF_TAP | IFF_NO_PI |
     /// IFF_VNET_HDR`. sandvmm takes ownership of the fd.
     pub fn from_fd(fd: RawFd) -> Result<Tap, TapError> {
-        let mut req = IfReq::new("");
+        let mut req = ifreq("", 0);
         // SAFETY: TUNGETIFF writes an ifreq, which `req` is; on a non-tun fd it fails.
         if fd < 0 || unsafe { libc::ioctl(fd, TUNGETIFF, &mut req) } < 0 {
             return Err(TapError::NotATap(fd));
         }
-        if req.flags & IFF_TAP == 0 {
+        if ifreq_flags(&req) & IFF_TAP == 0 {
             return Err(TapError::NotTapMode(fd));
         }
-        if req.flags & IFF_VNET_HDR == 0 {
+        if ifreq_flags(&req) & IFF_VNET_HDR == 0 {
             return Err(TapError::NoVnetHdr(fd));
         }
         // SAFETY: fcntl on an fd we just checked is open.
@@ -187,7 +189,7 @@ impl Tap {
         let file = unsafe { File::from_raw_fd(fd) };
         let tap = Tap {
             file,
-            name: req.name(),
+            name: ifreq_name(&req),
         };
         tap.set_vnet_hdr_size()?;
         Ok(tap)
@@ -260,5 +262,27 @@ mod tests {
         assert!(matches!(Tap::from_fd(fd), Err(TapError::NotATap(f)) if f == fd));
         assert!(matches!(Tap::from_fd(-1), Err(TapError::NotATap(-1))));
         assert!(matches!(Tap::from_fd(9999), Err(TapError::NotATap(9999))));
+    }
+
+    #[test]
+    fn ifreq_holds_the_name_and_flags_where_the_kernel_reads_them() {
+        // include/uapi/linux/if.h: a 16-byte name, then a union whose short flags
+        // come first, 40 bytes in all on x86_64.
+        assert_eq!(std::mem::size_of::<libc::ifreq>(), 40);
+        let req = ifreq("tap0", TAP_FLAGS);
+        assert_eq!(ifreq_name(&req), "tap0");
+        assert_eq!(ifreq_flags(&req), 0x5002);
+        // SAFETY: viewing the bytes of a plain C struct that lives for the borrow.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&req as *const libc::ifreq).cast::<u8>(), 40) };
+        assert_eq!(&bytes[..5], b"tap0\0");
+        assert_eq!(&bytes[16..18], &0x5002u16.to_le_bytes());
+        // A name too long for IFNAMSIZ is cut, keeping the NUL.
+        assert_eq!(ifreq_name(&ifreq("0123456789abcdefXYZ", 0)).len(), 15);
+        // The request codes, as linux/if_tun.h encodes them.
+        assert_eq!(TUNSETIFF, 0x4004_54ca);
+        assert_eq!(TUNGETIFF, 0x8004_54d2);
+        assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
+        assert_eq!(TUNSETVNETHDRSZ, 0x4004_54d8);
     }
 }

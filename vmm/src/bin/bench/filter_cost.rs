@@ -7,13 +7,13 @@
 
 use std::time::Instant;
 
+use sandbox::consts::KVM_RUN;
 use sandbox::{CompiledFilter, FdRole, Mode, Optimize, Profile, RuntimeFacts, Sandbox, ThreadKind};
 
 use crate::report::Report;
 
 const CALLS: u64 = 200_000;
 const ROUNDS: usize = 9;
-const KVM_RUN: libc::c_ulong = 0xae80;
 
 /// The calls measured: name, thread kind, and the call itself.
 struct Probe {
