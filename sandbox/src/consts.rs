@@ -17,6 +17,7 @@ pub const KVM_CHECK_EXTENSION: u64 = libc::_IO(KVMIO, 0x03) as u64;
 pub const KVM_CREATE_VCPU: u64 = libc::_IO(KVMIO, 0x41) as u64;
 pub const KVM_SET_USER_MEMORY_REGION: u64 =
     libc::_IOW::<kvm_userspace_memory_region>(KVMIO, 0x46) as u64;
+pub const KVM_REINJECT_CONTROL: u64 = libc::_IO(KVMIO, 0x71) as u64;
 pub const KVM_RUN: u64 = libc::_IO(KVMIO, 0x80) as u64;
 pub const KVM_GET_REGS: u64 = libc::_IOR::<kvm_regs>(KVMIO, 0x81) as u64;
 pub const KVM_SET_REGS: u64 = libc::_IOW::<kvm_regs>(KVMIO, 0x82) as u64;

@@ -296,6 +296,7 @@ impl Vmm {
                 break outcome;
             }
         };
+        let ended = vcpu::monotonic_ns();
         let stuck = vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
         if stuck > 0 {
             log::warn!("{stuck} vCPU thread(s) did not stop in time; exiting anyway");
@@ -308,6 +309,16 @@ impl Vmm {
                     log::error!("{e}");
                 }
             }
+        }
+        // The VM goes last, after what a user waits for (the terminal, the down scripts):
+        // KVM may wait for SRCU grace periods while it destroys a VM.
+        let teardown = vcpu::monotonic_ns();
+        drop((self._vm, self._kvm, self._memory));
+        if trace {
+            eprintln!(
+                "sandvmm: trace: guest ended at monotonic_ns={ended}, VM torn down from monotonic_ns={teardown} to monotonic_ns={}",
+                vcpu::monotonic_ns()
+            );
         }
         Ok(outcome)
     }

@@ -1,10 +1,11 @@
-//! The sandvmm benchmark harness (docs/BENCHMARKS.md): start-up, memory, filter cost
+//! The sandvmm benchmark harness (docs/BENCHMARKS.md): the whole run of the smallest
+//! guest by phase, start-up, memory, filter cost
 //! per system call, exit-heavy workloads with the sandbox on and off, network rate and
 //! latency, virtio-blk rates, and the Linux guest (boot to its shell, console, TCP and
 //! disk rates). Prints a table and writes JSON.
 //!
 //! ```text
-//! sudo target/release/bench [--runs N] [--json FILE] [--only startup,memory,filter,exits,net,disk,linux,linux-disk]
+//! sudo target/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk]
 //! target/release/bench --render-docs docs/BENCHMARKS.md
 //! ```
 //!
@@ -19,6 +20,7 @@ mod linux;
 mod render;
 mod report;
 mod startup;
+mod whole_run;
 mod workloads;
 
 #[path = "../../../../tests/common/http.rs"]
@@ -47,12 +49,12 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Comma-separated subset: startup, memory, filter, exits, net, disk, linux,
+    /// Comma-separated subset: whole-run, startup, memory, filter, exits, net, disk, linux,
     /// linux-disk (the last two take about 15 and 10 minutes on an emulating host).
     #[arg(
         long,
         value_name = "LIST",
-        default_value = "startup,memory,filter,exits,net,disk,linux,linux-disk"
+        default_value = "whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk"
     )]
     only: String,
     /// Rewrite the generated tables of this doc (docs/BENCHMARKS.md) from the result
@@ -89,7 +91,11 @@ fn main() {
         images: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../images/out"),
         runs: args.runs.max(1),
     };
-    for needed in [setup.sandvmm.clone(), setup.images.join("testkernel.elf")] {
+    for needed in [
+        setup.sandvmm.clone(),
+        setup.images.join("testkernel.elf"),
+        setup.images.join("tiny.elf"),
+    ] {
         if !needed.exists() {
             eprintln!(
                 "bench: {} is missing: build with `cargo build --release` and images/build.sh",
@@ -103,6 +109,7 @@ fn main() {
         let result = match part.trim() {
             "startup" => startup::startup(&setup, &mut report),
             "memory" => startup::memory(&setup, &mut report),
+            "whole-run" => whole_run::whole_run(&setup, &mut report),
             "filter" => filter_cost::filter_cost(&mut report),
             "exits" => workloads::exits(&setup, &mut report),
             "net" => workloads::network(&setup, &mut report),

@@ -23,6 +23,9 @@ struct Row {
     name: String,
     unit: String,
     median: f64,
+    /// Absent from result files written before the bench recorded it.
+    #[serde(default)]
+    p90: Option<f64>,
     min: f64,
     max: f64,
     samples: usize,
@@ -41,15 +44,30 @@ fn figure(x: f64) -> String {
 fn table(root: &Path, file: &str, groups: &[&str]) -> Result<String, String> {
     let text = std::fs::read_to_string(root.join(file)).map_err(|e| format!("{file}: {e}"))?;
     let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
-    let mut out = String::from(
-        "| group | measurement | median | min – max | runs |\n|---|---|---|---|---|\n",
-    );
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| groups.contains(&r.group.as_str()))
+        .collect();
+    // A p90 column where every row has one.
+    let p90 = !rows.is_empty() && rows.iter().all(|r| r.p90.is_some());
+    let mut out = match p90 {
+        true => String::from(
+            "| group | measurement | median | p90 | min – max | runs |\n|---|---|---|---|---|---|\n",
+        ),
+        false => String::from(
+            "| group | measurement | median | min – max | runs |\n|---|---|---|---|---|\n",
+        ),
+    };
     let mut any = false;
-    for r in rows.iter().filter(|r| groups.contains(&r.group.as_str())) {
+    for r in rows {
         any = true;
+        let p90 = match (p90, r.p90) {
+            (true, Some(v)) => format!(" {} |", figure(v)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} {} | {} – {} | {} |",
+            "| {} | {} | {} {} |{p90} {} – {} | {} |",
             r.group,
             r.name,
             figure(r.median),

@@ -2,12 +2,17 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 /// One measured figure.
+#[derive(Serialize)]
 pub struct Entry {
     pub group: &'static str,
     pub name: String,
     pub unit: &'static str,
     pub median: f64,
+    /// The 90th percentile (nearest rank).
+    pub p90: f64,
     pub min: f64,
     pub max: f64,
     pub samples: usize,
@@ -31,6 +36,14 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The `p`-th percentile of `values` by nearest rank (which must not be empty).
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
 impl Report {
     /// Records the median of `samples`.
     pub fn add(
@@ -50,6 +63,7 @@ impl Report {
             name: name.into(),
             unit,
             median: median(samples),
+            p90: percentile(samples, 90.0),
             min,
             max,
             samples: samples.len(),
@@ -64,38 +78,22 @@ impl Report {
     /// The results as a table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<8} {:<66} {:>10} {:>10} {:>10}  {:<8} {:>4}\n",
-            "group", "measurement", "median", "min", "max", "unit", "n"
+            "{:<9} {:<66} {:>10} {:>10} {:>10} {:>10}  {:<8} {:>4}\n",
+            "group", "measurement", "median", "p90", "min", "max", "unit", "n"
         );
         for e in &self.entries {
             let _ = writeln!(
                 out,
-                "{:<8} {:<66} {:>10.2} {:>10.2} {:>10.2}  {:<8} {:>4}",
-                e.group, e.name, e.median, e.min, e.max, e.unit, e.samples
+                "{:<9} {:<66} {:>10.2} {:>10.2} {:>10.2} {:>10.2}  {:<8} {:>4}",
+                e.group, e.name, e.median, e.p90, e.min, e.max, e.unit, e.samples
             );
         }
         out
     }
 
-    /// The results as JSON (written by hand: a list of flat objects).
+    /// The results as JSON: a list of flat objects (what render.rs reads).
     pub fn json(&self) -> String {
-        let items: Vec<String> = self
-            .entries
-            .iter()
-            .map(|e| {
-                format!(
-                    "  {{\"group\": \"{}\", \"name\": \"{}\", \"unit\": \"{}\", \"median\": {:.4}, \"min\": {:.4}, \"max\": {:.4}, \"samples\": {}}}",
-                    e.group,
-                    e.name.replace('"', "'"),
-                    e.unit,
-                    e.median,
-                    e.min,
-                    e.max,
-                    e.samples
-                )
-            })
-            .collect();
-        format!("[\n{}\n]\n", items.join(",\n"))
+        serde_json::to_string_pretty(&self.entries).expect("plain data serialises") + "\n"
     }
 }
 
@@ -105,6 +103,11 @@ mod tests {
 
     #[test]
     fn medians() {
+        assert_eq!(percentile(&[5.0, 1.0, 4.0, 2.0, 3.0], 90.0), 5.0);
+        assert_eq!(
+            percentile(&(1..=20).map(f64::from).collect::<Vec<_>>(), 90.0),
+            18.0
+        );
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }

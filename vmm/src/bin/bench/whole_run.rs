@@ -1,0 +1,151 @@
+//! The whole run of the smallest guest, exec to exit, split into its phases.
+//!
+//! The guest is images/out/tiny.elf: 8 bytes on COM1, then a reset through the i8042,
+//! so nearly all of the time is sandvmm's and KVM's. sandvmm's start-up trace
+//! (SANDVMM_TRACE_BOOT=1) gives the CLOCK_MONOTONIC times of the first `KVM_RUN`, of
+//! the moment the event loop saw the guest end, and of the VM's teardown; the bench
+//! takes exec (just before spawning) and exit (when `wait` returns) on the same clock:
+//!
+//! ```text
+//! exec ── start-up ── first KVM_RUN ── guest ── guest ended ── reset → exit ── exit
+//!                                                  (of which: the VM's teardown)
+//! ```
+//!
+//! The KVM floor of start-up is measured in the same rounds, in the bench process:
+//! `KVM_CREATE_VM` plus registering 128 MiB of guest memory, which sandvmm cannot do
+//! without. Variants are interleaved round by round.
+
+use std::process::{Command, Stdio};
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::Kvm;
+use vmm::vcpu::monotonic_ns;
+
+use crate::report::Report;
+use crate::Setup;
+
+/// Rounds at least: the phases are a few milliseconds and the host is noisy.
+const MIN_ROUNDS: usize = 21;
+const GUEST_MEMORY: usize = 128 << 20;
+
+/// The CLOCK_MONOTONIC value after `key` in sandvmm's trace.
+fn trace_ns(stderr: &str, key: &str) -> Result<u128, String> {
+    stderr
+        .split(key)
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or(format!("no {key:?} in sandvmm's trace:\n{stderr}"))
+}
+
+/// One run's phases, in ms: start-up, guest, reset → exit, teardown, whole.
+fn one_run(setup: &Setup, flags: &[&str]) -> Result<[f64; 5], String> {
+    let kernel = setup.image("tiny.elf");
+    let t0 = monotonic_ns();
+    let out = Command::new(&setup.sandvmm)
+        .args(["--kernel", &kernel])
+        .args(flags)
+        .env("SANDVMM_TRACE_BOOT", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run sandvmm: {e}"))?;
+    let t_exit = monotonic_ns();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || out.stdout != b"tiny ok\n" {
+        return Err(format!(
+            "the tiny guest did not run: {} {stderr}",
+            out.status
+        ));
+    }
+    let first = trace_ns(&stderr, "first KVM_RUN at monotonic_ns=")?;
+    let ended = trace_ns(&stderr, "guest ended at monotonic_ns=")?;
+    let torn_from = trace_ns(&stderr, "torn down from monotonic_ns=")?;
+    let torn_to = trace_ns(&stderr, "to monotonic_ns=")?;
+    let ms = |a: u128, b: u128| b.saturating_sub(a) as f64 / 1e6;
+    Ok([
+        ms(t0, first),
+        ms(first, ended),
+        ms(ended, t_exit),
+        ms(torn_from, torn_to),
+        ms(t0, t_exit),
+    ])
+}
+
+/// KVM_CREATE_VM plus registering the guest memory, in ms.
+fn kvm_floor(kvm: &Kvm) -> Result<f64, String> {
+    let t0 = monotonic_ns();
+    let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    // SAFETY: a fresh anonymous private mapping; checked below, unmapped at the end.
+    let host = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            GUEST_MEMORY,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if host == libc::MAP_FAILED {
+        return Err("cannot map guest memory".into());
+    }
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: GUEST_MEMORY as u64,
+        userspace_addr: host as u64,
+    };
+    // SAFETY: the region is the mapping above, which outlives the VM (dropped first).
+    let registered = unsafe { vm.set_user_memory_region(region) };
+    let t1 = monotonic_ns();
+    drop(vm);
+    // SAFETY: unmapping the mapping made above, no longer used by any VM.
+    unsafe { libc::munmap(host, GUEST_MEMORY) };
+    registered.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+    Ok((t1 - t0) as f64 / 1e6)
+}
+
+pub fn whole_run(setup: &Setup, report: &mut Report) -> Result<(), String> {
+    let variants: [(&str, &[&str]); 2] = [
+        ("sandbox enforce, jail on", &[]),
+        (
+            "sandbox off, jail off",
+            &["--sandbox", "off", "--jail", "off"],
+        ),
+    ];
+    let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
+    let mut phases = vec![[const { Vec::new() }; 5]; variants.len()];
+    let mut floor = Vec::new();
+    for _ in 0..setup.runs.max(MIN_ROUNDS) {
+        for (i, (_, flags)) in variants.iter().enumerate() {
+            for (into, value) in phases[i].iter_mut().zip(one_run(setup, flags)?) {
+                into.push(value);
+            }
+        }
+        floor.push(kvm_floor(&kvm)?);
+    }
+    let names = [
+        "exec -> first KVM_RUN",
+        "guest (first KVM_RUN -> guest ended)",
+        "guest ended -> exit",
+        "of which the VM's teardown",
+        "whole run, exec -> exit",
+    ];
+    for (i, (variant, _)) in variants.iter().enumerate() {
+        for (name, values) in names.iter().zip(&phases[i]) {
+            report.add("whole-run", format!("{name} ({variant})"), "ms", values);
+        }
+    }
+    report.add(
+        "whole-run",
+        "KVM floor: KVM_CREATE_VM + registering 128 MiB",
+        "ms",
+        &floor,
+    );
+    Ok(())
+}
