@@ -42,7 +42,7 @@ const ATTACKS: [(&str, &str); 16] = [
 /// sandvmm's: the filter judges the number), a bystander process for `signal-other`
 /// (which must still be alive afterwards).
 fn escape_from(mut cmd: Command, name: &str, thread: &str, mode: &str) -> Finished {
-    let mut bystander = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut bystander = Guarded::spawn(Command::new("sleep").arg("600"));
     let arg = match name {
         "fd-write" => "100".to_string(),
         "signal-other" => bystander.id().to_string(),
@@ -56,11 +56,9 @@ fn escape_from(mut cmd: Command, name: &str, thread: &str, mode: &str) -> Finish
     vm.close_stdin();
     let run = vm.wait_exit(BOOT);
     assert!(
-        bystander.try_wait().unwrap().is_none(),
+        bystander.try_wait().is_none(),
         "{name} on {thread} under {mode} killed a process outside sandvmm"
     );
-    let _ = bystander.kill();
-    let _ = bystander.wait();
     run
 }
 
@@ -128,14 +126,16 @@ fn every_escape_is_named_under_trap() {
 #[test]
 fn a_killed_vmm_shows_status_159_in_a_shell() {
     let kernel = testkernel();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("\"$0\" --kernel \"$1\" --demo-escape --serial none --cmdline 'scenario=escape escape=execve' </dev/null 2>/dev/null; echo status=$?")
-        .arg(sandvmm())
-        .arg(&kernel)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "status=159");
+    // The shell and sandvmm share a process group, which a timeout kills whole.
+    let out = output_within(
+        Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\" --kernel \"$1\" --demo-escape --serial none --cmdline 'scenario=escape escape=execve' </dev/null 2>/dev/null; echo status=$?")
+            .arg(sandvmm())
+            .arg(&kernel),
+        BOOT,
+    );
+    assert_eq!(out.stdout.trim(), "status=159");
 }
 
 #[test]
@@ -266,23 +266,24 @@ fn a_terminal_console_is_raw_while_the_guest_runs_and_restored_under_enforce() {
     let before = lflag(&slave);
     assert_ne!(before & libc::ICANON, 0, "a new pty is canonical");
     let kernel = testkernel();
-    let mut child = Command::new(sandvmm())
-        .args([
-            "--kernel",
-            kernel.to_str().unwrap(),
-            "--cmdline",
-            "scenario=echo",
-        ])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap())
-        .spawn()
-        .unwrap();
+    // Killed if an assertion below fails or it does not exit in time.
+    let mut child = Guarded::spawn(
+        Command::new(sandvmm())
+            .args([
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--cmdline",
+                "scenario=echo",
+            ])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap()),
+    );
     read_pty_until(&mut master, "SANDVMM-TEST: echo ready", BOOT);
     assert_eq!(lflag(&slave) & (libc::ICANON | libc::ECHO), 0, "raw mode");
     std::io::Write::write_all(&mut master, b"quit\r").unwrap();
     read_pty_until(&mut master, "SANDVMM-TEST: PASS echo", BOOT);
-    let status = child.wait().unwrap();
+    let status = child.wait_timeout(BOOT);
     // Restoring the terminal is the VMM thread's last system call under its filter.
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(lflag(&slave), before, "terminal settings restored");
