@@ -180,14 +180,25 @@ fn a_tap_it_may_not_create() {
 }
 
 /// Runs sandvmm inside a private mount namespace after `setup` (a shell snippet) has
-/// changed what /dev/kvm is. Needs root; returns None where namespaces are unavailable.
+/// changed what /dev/kvm is. Needs root and `unshare`; where either is missing it says
+/// the test was skipped (or fails, under CI) and returns None.
 fn in_mount_namespace(setup: &str) -> Option<Finished> {
     let kernel = testkernel();
     let script = format!("{setup} && exec \"$0\" --kernel \"$1\"");
-    let probe = Command::new("unshare").args(["-m", "true"]).status().ok()?;
-    if !probe.success() {
-        eprintln!("skipping: cannot create a mount namespace here");
+    if !is_root() {
+        skip("needs root to make a mount namespace");
         return None;
+    }
+    match Command::new("unshare").args(["-m", "true"]).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            skip(&format!("`unshare -m true` failed here ({s})"));
+            return None;
+        }
+        Err(e) => {
+            skip(&format!("no unshare to run: {e}"));
+            return None;
+        }
     }
     let mut cmd = Command::new("unshare");
     cmd.args([
@@ -221,9 +232,8 @@ fn dev_kvm_that_is_not_kvm() {
 
 #[test]
 fn dev_kvm_without_permission() {
-    use std::os::unix::fs::MetadataExt;
-    if fs::metadata("/proc/self").unwrap().uid() != 0 {
-        eprintln!("skipping: needs root to drop to another user");
+    if !is_root() {
+        skip("needs root to drop to another user");
         return;
     }
     let kernel = testkernel();

@@ -272,16 +272,7 @@ fn the_disk_is_found_after_a_net_device() {
 
 /// The counters of the "chaos blk" line.
 fn chaos_blk_counters(stdout: &str) -> HashMap<String, u64> {
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("SANDVMM-TEST: chaos blk "))
-        .unwrap_or_else(|| panic!("no chaos blk line:\n{stdout}"));
-    line.split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
+    guest_counters(stdout, "SANDVMM-TEST: chaos blk ")
 }
 
 fn assert_chaos_blk(run: &Finished, seed: u64, image: &Path) {
@@ -292,11 +283,20 @@ fn assert_chaos_blk(run: &Finished, seed: u64, image: &Path) {
         run.stdout
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    // The register-level rounds reached the device in the first window and brought it
+    // up to DRIVER_OK, whichever device it is.
+    let chaos = guest_counters(&run.stdout, "SANDVMM-TEST: chaos done ");
+    for key in ["mmio", "chains", "kicks", "bringups", "active"] {
+        assert!(chaos[key] > 0, "{key} did not move: {chaos:?}");
+    }
     let c = chaos_blk_counters(&run.stdout);
     eprintln!("seed {seed}: {c:?}");
-    // Requests of every outcome came back: the device ran the good ones, refused the
-    // bad ones with a status, and dropped the malformed chains.
-    for key in ["requests", "hostile", "ok", "ioerr", "unsupp", "dropped"] {
+    // The block rounds brought the disk up, and requests of every outcome came back:
+    // the device ran the good ones, refused the bad ones with a status, and dropped
+    // the malformed chains.
+    for key in [
+        "rounds", "bringups", "requests", "hostile", "ok", "ioerr", "unsupp", "dropped",
+    ] {
         assert!(c[key] > 0, "{key} did not move: {c:?}");
     }
     // Only the chains whose head lies out of the ring stay away (1 request in 64).

@@ -8,19 +8,18 @@
 # sandvmm itself runs as the ordinary user sandvmm-test (in the kvm group, owning the
 # tap): root only installs packages and makes the namespace and the tap.
 # Without a terminal on stdin (CI, a pipe) it types the suggested commands itself.
-# Needs root (apt, users, network namespaces) and /dev/kvm.
+# Needs root (apt, users, network namespaces), /dev/kvm, a recent cargo and Debian 12:
+# tests/preflight.sh checks them before anything is done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-if [[ ! -e /dev/kvm ]]; then
-	echo "demo: /dev/kvm is missing; sandvmm needs KVM" >&2
-	exit 1
-fi
+. tests/preflight.sh
+preflight tests/demo.sh
 
 tests/install-deps.sh
 tests/install-users.sh
 images/build.sh
-cargo build --release --quiet
+echo "demo: building sandvmm (cargo build --release)"
+cargo build --release
 B=$PWD/target/release/sandvmm
 
 NS=sandvmm-demo-$$
@@ -45,8 +44,9 @@ COMMANDS=("ip addr show eth0" "ping -c 3 $HOST_IP" "grep -c ^processor /proc/cpu
 
 # Types COMMANDS into the guest's shell, one per prompt, showing everything it prints.
 scripted_session() {
-	local LC_ALL=C buf= c i=0 rc
+	local LC_ALL=C buf='' c i=0 rc
 	coproc GUEST { "${VM[@]}" 2>&1; }
+	# shellcheck disable=SC2153 # coproc GUEST sets GUEST_PID
 	local out=${GUEST[0]} in=${GUEST[1]} pid=$GUEST_PID
 	while :; do
 		# 300 s without a byte from the guest: give up rather than hang.
@@ -72,8 +72,8 @@ scripted_session() {
 
 cat <<EOF
 demo: booting Linux with 2 vCPUs and virtio-net (tap0, $HOST_IP, in network namespace
-      $NS) under --sandbox enforce and the jail, run by the ordinary user $USER_:
-      about 18 s to the shell on emulating hosts.
+      $NS) under --sandbox enforce and the jail, run by the ordinary user $USER_
+      (README.md, "On a fresh machine", has the time to the shell that bench measured).
       In the guest's shell try:
         ip addr show eth0
         ping -c 3 $HOST_IP

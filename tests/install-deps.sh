@@ -6,6 +6,7 @@
 #   iproute2, iputils-ping      network namespaces, taps and ping for the network tests
 #   python3                     the image build scripts
 #   e2fsprogs                   debugfs, to read what a Linux guest wrote to its disk
+# apt's own lines are shown, prefixed, so a slow mirror is not minutes of silence.
 set -euo pipefail
 
 PACKAGES=(libseccomp-dev pkg-config iproute2 iputils-ping python3 e2fsprogs)
@@ -16,8 +17,16 @@ missing=()
 for p in "${PACKAGES[@]}"; do
 	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
 done
-if ((${#missing[@]})); then
-	echo "deps: installing ${missing[*]}"
-	apt-get -q update </dev/null >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+((${#missing[@]})) || exit 0
+if ((EUID != 0)); then
+	echo "deps: root is needed to install ${missing[*]}: run as root (sudo $0 ${missing[*]})" >&2
+	exit 1
 fi
+indent() { sed -u 's/^/deps:   /'; }
+echo "deps: installing ${missing[*]}"
+echo "deps: apt-get update (the package lists)"
+apt-get -q update </dev/null | indent
+echo "deps: apt-get install (downloading, unpacking and setting up)"
+DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0 \
+	install --no-install-recommends "${missing[@]}" </dev/null | indent
+echo "deps: installed ${missing[*]}"

@@ -235,12 +235,12 @@ fn the_jail_fails_closed_without_user_namespaces_or_landlock() {
 
 #[test]
 fn sandbox_show_layers_describes_what_a_run_would_set_up() {
-    let out = Command::new(sandvmm())
-        .args(["sandbox", "show", "--layers"])
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(sandvmm()).args(["sandbox", "show", "--layers"]),
+        BOOT,
+    );
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = &out.stdout;
     let uid = uid_of(JAIL_USER);
     for want in [
         "seccomp: enforce",

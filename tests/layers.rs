@@ -10,7 +10,7 @@ mod common;
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use common::netns::{NetNs, TAP};
@@ -53,9 +53,10 @@ const TABLE: [(&str, [End; 3]); 12] = [
 
 const CONFIGS: [(&str, &str); 3] = [("enforce", "on"), ("off", "on"), ("off", "off")];
 
-/// A process outside sandvmm for `ptrace` and `signal-other` to aim at.
-fn bystander() -> Child {
-    Command::new("sleep").arg("600").spawn().unwrap()
+/// A process outside sandvmm for `ptrace` and `signal-other` to aim at, killed when
+/// the test ends.
+fn bystander() -> Guarded {
+    Guarded::spawn(Command::new("sleep").arg("600"))
 }
 
 /// Runs `attack` under `--sandbox sandbox --jail jail` and checks it ended as `want`.
@@ -132,14 +133,12 @@ fn check(attack: &str, column: usize) {
         "{case}: the inherited pipe got {written:?}"
     );
     std::thread::sleep(Duration::from_millis(50));
-    let died = target.try_wait().unwrap();
+    let died = target.try_wait();
     assert_eq!(
         died.is_some(),
         attack == "signal-other" && want == Succeeded,
         "{case}: the bystander's state: {died:?}"
     );
-    let _ = target.kill();
-    let _ = target.wait();
 }
 
 fn column(index: usize) {
@@ -214,7 +213,7 @@ fn landlock_alone_keeps_signals_from_a_process_of_the_same_user() {
     // Run by an ordinary user at a bystander of the same user, the uid check lets the
     // signal through; only Landlock's scoping stops it (the control shows it lands).
     for (jail, stopped) in [("on", true), ("off", false)] {
-        let mut target = as_test_user("sleep").arg("600").spawn().unwrap();
+        let mut target = Guarded::spawn(as_test_user("sleep").arg("600"));
         let mut cmd = as_test_user(sandvmm());
         let cmdline = format!("scenario=escape escape=signal-other arg={}", target.id());
         cmd.args(["--kernel", testkernel().to_str().unwrap(), "--demo-escape"])
@@ -224,7 +223,7 @@ fn landlock_alone_keeps_signals_from_a_process_of_the_same_user() {
         let run = vm.wait_exit(BOOT);
         // setpriv execs sleep, so the target's pid is the bystander's own.
         std::thread::sleep(Duration::from_millis(50));
-        let alive = target.try_wait().unwrap().is_none();
+        let alive = target.try_wait().is_none();
         assert_eq!(alive, stopped, "--jail {jail}: {}", run.stderr);
         if stopped {
             assert!(
@@ -234,7 +233,5 @@ fn landlock_alone_keeps_signals_from_a_process_of_the_same_user() {
                 run.stderr
             );
         }
-        let _ = target.kill();
-        let _ = target.wait();
     }
 }

@@ -117,17 +117,11 @@ fn malformed_policy_files_are_one_line_errors() {
 #[test]
 fn sandbox_show_prints_rules_and_programs() {
     let show = |args: &[&str]| {
-        let out = Command::new(sandvmm())
-            .arg("sandbox")
-            .arg("show")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = output_within(
+            Command::new(sandvmm()).args(["sandbox", "show"]).args(args),
+            BOOT,
+        );
+        (out.status.code(), out.stdout, out.stderr)
     };
     let (code, table, _) = show(&[]);
     assert_eq!(code, Some(0));
@@ -156,15 +150,14 @@ fn sandbox_show_prints_rules_and_programs() {
 #[test]
 fn sandbox_verify_passes_the_builtin_policy_and_fails_a_broken_one() {
     let verify = |args: &[&str]| {
-        let out = Command::new(sandvmm())
-            .args(["sandbox", "verify"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let out = output_within(
+            Command::new(sandvmm())
+                .args(["sandbox", "verify"])
+                .args(args),
+            // Millions of interpreted cases: only a bound against a hang.
+            Duration::from_secs(600),
+        );
+        (out.status.code(), out.stdout)
     };
     let (code, text) = verify(&[]);
     assert_eq!(code, Some(0), "{text}");

@@ -120,9 +120,7 @@ fn log_mode_puts_the_call_in_the_kernel_log() {
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
     assert!(!run.stderr.contains("sandbox:"), "{}", run.stderr);
     let Some(records) = common::kmsg::seccomp_log_records(pid) else {
-        assert!(std::env::var_os("CI").is_none(), "cannot read dmesg in CI");
-        eprintln!("skipped: the kernel log is not readable here");
-        return;
+        return skip("the kernel log (dmesg) is not readable");
     };
     assert!(
         records

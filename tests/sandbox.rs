@@ -42,7 +42,7 @@ const ATTACKS: [(&str, &str); 16] = [
 /// sandvmm's: the filter judges the number), a bystander process for `signal-other`
 /// (which must still be alive afterwards).
 fn escape_from(mut cmd: Command, name: &str, thread: &str, mode: &str) -> Finished {
-    let mut bystander = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut bystander = Guarded::spawn(Command::new("sleep").arg("600"));
     let arg = match name {
         "fd-write" => "100".to_string(),
         "signal-other" => bystander.id().to_string(),
@@ -56,11 +56,9 @@ fn escape_from(mut cmd: Command, name: &str, thread: &str, mode: &str) -> Finish
     vm.close_stdin();
     let run = vm.wait_exit(BOOT);
     assert!(
-        bystander.try_wait().unwrap().is_none(),
+        bystander.try_wait().is_none(),
         "{name} on {thread} under {mode} killed a process outside sandvmm"
     );
-    let _ = bystander.kill();
-    let _ = bystander.wait();
     run
 }
 
@@ -128,14 +126,16 @@ fn every_escape_is_named_under_trap() {
 #[test]
 fn a_killed_vmm_shows_status_159_in_a_shell() {
     let kernel = testkernel();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("\"$0\" --kernel \"$1\" --demo-escape --serial none --cmdline 'scenario=escape escape=execve' </dev/null 2>/dev/null; echo status=$?")
-        .arg(sandvmm())
-        .arg(&kernel)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "status=159");
+    // The shell and sandvmm share a process group, which a timeout kills whole.
+    let out = output_within(
+        Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\" --kernel \"$1\" --demo-escape --serial none --cmdline 'scenario=escape escape=execve' </dev/null 2>/dev/null; echo status=$?")
+            .arg(sandvmm())
+            .arg(&kernel),
+        BOOT,
+    );
+    assert_eq!(out.stdout.trim(), "status=159");
 }
 
 #[test]
@@ -223,82 +223,31 @@ fn real_workloads_run_without_violations_under_trap_and_log() {
     }
 }
 
-/// Reads `master` until `marker` appears; panics with what came after `timeout`.
-fn read_pty_until(master: &mut std::fs::File, marker: &str, timeout: Duration) -> String {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let deadline = std::time::Instant::now() + timeout;
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains(marker) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {marker:?} on the terminal; got:\n{}",
-            String::from_utf8_lossy(&seen)
-        );
-        let mut pfd = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
-            let mut buf = [0; 4096];
-            match master.read(&mut buf) {
-                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
 #[test]
 fn a_terminal_console_is_raw_while_the_guest_runs_and_restored_under_enforce() {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let (mut master, slave) = {
-        let (mut m, mut s) = (-1, -1);
-        // SAFETY: openpty fills in two descriptors; name, termios and winsize may be null.
-        let rc = unsafe {
-            libc::openpty(
-                &mut m,
-                &mut s,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both descriptors were just opened and are owned by nobody else.
-        unsafe { (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
-    };
-    let lflag = |fd: &OwnedFd| {
-        use std::os::fd::AsRawFd;
-        // SAFETY: termios is plain data, filled in by tcgetattr.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid terminal descriptor and termios.
-        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
-        t.c_lflag
-    };
+    let (mut master, slave) = pty::open();
+    let lflag = pty::lflag;
     let before = lflag(&slave);
     assert_ne!(before & libc::ICANON, 0, "a new pty is canonical");
     let kernel = testkernel();
-    let mut child = Command::new(sandvmm())
-        .args([
-            "--kernel",
-            kernel.to_str().unwrap(),
-            "--cmdline",
-            "scenario=echo",
-        ])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap())
-        .spawn()
-        .unwrap();
-    read_pty_until(&mut master, "SANDVMM-TEST: echo ready", BOOT);
+    // Killed if an assertion below fails or it does not exit in time.
+    let mut child = Guarded::spawn(
+        Command::new(sandvmm())
+            .args([
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--cmdline",
+                "scenario=echo",
+            ])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap()),
+    );
+    pty::read_until(&mut master, "SANDVMM-TEST: echo ready", BOOT);
     assert_eq!(lflag(&slave) & (libc::ICANON | libc::ECHO), 0, "raw mode");
     std::io::Write::write_all(&mut master, b"quit\r").unwrap();
-    read_pty_until(&mut master, "SANDVMM-TEST: PASS echo", BOOT);
-    let status = child.wait().unwrap();
+    pty::read_until(&mut master, "SANDVMM-TEST: PASS echo", BOOT);
+    let status = child.wait_timeout(BOOT);
     // Restoring the terminal is the VMM thread's last system call under its filter.
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(lflag(&slave), before, "terminal settings restored");

@@ -6,8 +6,8 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::netns::{NetNs, TAP};
 use common::*;
@@ -56,22 +56,6 @@ fn each_stop_signal_ends_the_run_cleanly_under_each_mode() {
     }
 }
 
-/// Waits for `child` with a deadline; kills it and panics after `timeout`.
-fn wait_or_kill(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sandvmm still running after {timeout:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_stop_signal_restores_the_terminal_under_each_mode() {
     let kernel = testkernel();
@@ -80,39 +64,27 @@ fn a_stop_signal_restores_the_terminal_under_each_mode() {
             let case = format!("{name} under --sandbox {mode} on a terminal");
             let (mut master, slave) = pty::open();
             let before = pty::lflag(&slave);
-            let mut child = Command::new(sandvmm())
-                .args(["--kernel", kernel.to_str().unwrap(), "--sandbox", mode])
-                .args(["--cmdline", "scenario=echo"])
-                .stdin(slave.try_clone().unwrap())
-                .stdout(slave.try_clone().unwrap())
-                .stderr(slave.try_clone().unwrap())
-                .spawn()
-                .unwrap();
+            // Killed if an assertion below fails or it does not exit in time.
+            let mut child = Guarded::spawn(
+                Command::new(sandvmm())
+                    .args(["--kernel", kernel.to_str().unwrap(), "--sandbox", mode])
+                    .args(["--cmdline", "scenario=echo"])
+                    .stdin(slave.try_clone().unwrap())
+                    .stdout(slave.try_clone().unwrap())
+                    .stderr(slave.try_clone().unwrap()),
+            );
             let pid = child.id();
-            let guard = KillOnDrop(Some(child.id()));
             pty::read_until(&mut master, "SANDVMM-TEST: echo ready", BOOT);
             assert_eq!(pty::lflag(&slave) & libc::ICANON, 0, "{case}: raw mode");
             send(pid, signal);
             let seen = pty::read_until(&mut master, &format!("stopped by {name}"), BOOT);
-            let status = wait_or_kill(&mut child, BOOT);
-            drop(guard);
+            let status = child.wait_timeout(BOOT);
             assert_eq!(status.code(), Some(0), "{case}: {status:?}\n{seen}");
             assert!(!seen.contains("sandbox:"), "{case}: {seen}");
             assert_eq!(pty::lflag(&slave), before, "{case}: terminal restored");
             if mode == "log" {
                 common::kmsg::assert_none_logged(pid, &case);
             }
-        }
-    }
-}
-
-/// Kills a process if the test fails before it has ended.
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let (Some(pid), true) = (self.0, std::thread::panicking()) {
-            send(pid, libc::SIGKILL);
         }
     }
 }

@@ -99,6 +99,108 @@ pub fn inherit_fd(cmd: &mut Command, fd: std::os::fd::RawFd, at: std::os::fd::Ra
     }
 }
 
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// For a test that cannot run here (no root, no namespaces): prints `skipped: WHY` so
+/// the skip is seen, and the caller then returns. Under CI (the environment variable
+/// `CI` set and not empty), which runs as root and must run every test, it fails the
+/// test instead.
+pub fn skip(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("cannot run here, and CI is set, so no test may skip: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// A child process (sandvmm, or a wrapper around it) that cannot outlive its test: it
+/// leads a process group of its own, and the whole group is killed when the guard is
+/// dropped before the child has exited (a failed assertion, a timeout), so a shell or
+/// `unshare` in between does not leave sandvmm behind.
+pub struct Guarded {
+    child: Child,
+}
+
+impl Guarded {
+    /// Spawns `cmd` in a new process group.
+    pub fn spawn(cmd: &mut Command) -> Guarded {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Guarded { child }
+    }
+
+    /// The process id (and process group id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child itself, for its pipes.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// The exit status, if the child has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("waitpid")
+    }
+
+    /// Waits for the child to exit; after `timeout` kills its process group and panics.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> ExitStatus {
+        match self.wait_deadline(Instant::now() + timeout) {
+            Some(status) => status,
+            None => {
+                self.kill();
+                panic!("{:?} still running after {timeout:?}; killed", self.child);
+            }
+        }
+    }
+
+    /// Waits until `deadline` for the child to exit: None if it has not.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the child's process group and reaps the child, unless it has exited.
+    pub fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // Not reaped, so its pid is still its process group's id.
+            let pgid = self.child.id() as libc::pid_t;
+            // SAFETY: kill(2) with a negative pid signals that process group only.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Guarded {
+    /// A test that fails half-way must not leave its VM running.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `cmd` (no VM: a subcommand, a shell around sandvmm) with piped output to
+/// completion; kills it and panics after `timeout`.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Finished {
+    let mut vm = Vm::start_command(cmd);
+    vm.close_stdin();
+    vm.wait_exit(timeout)
+}
+
 /// Whether the host KVM is the emulating kvm_pvm.
 pub fn emulating_host() -> bool {
     Path::new("/sys/module/kvm_pvm").exists()
@@ -166,9 +268,29 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
-/// A running sandvmm.
+/// The `key=value` counters of the guest's line that starts with `prefix` (such as
+/// `SANDVMM-TEST: chaos done `); panics with the output if there is none.
+pub fn guest_counters(stdout: &str, prefix: &str) -> std::collections::HashMap<String, u64> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", tail(stdout)));
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{kv:?} in {line:?}"));
+            let v = v
+                .parse()
+                .unwrap_or_else(|e| panic!("{kv:?} in {line:?}: {e}"));
+            (k.to_string(), v)
+        })
+        .collect()
+}
+
+/// A running sandvmm (killed, with its process group, when dropped before it exits).
 pub struct Vm {
-    child: Child,
+    child: Guarded,
     stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -195,20 +317,20 @@ impl Vm {
 
     /// Starts a prepared command (for wrappers such as `unshare` or `setpriv`).
     pub fn start_command(cmd: &mut Command) -> Vm {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start sandvmm");
+        let mut child = Guarded::spawn(
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipes = child.child();
         let readers = vec![
-            collect(child.stdout.take().unwrap(), stdout.clone()),
-            collect(child.stderr.take().unwrap(), stderr.clone()),
+            collect(pipes.stdout.take().unwrap(), stdout.clone()),
+            collect(pipes.stderr.take().unwrap(), stderr.clone()),
         ];
         Vm {
-            stdin: child.stdin.take(),
+            stdin: pipes.stdin.take(),
             child,
             stdout,
             stderr,
@@ -241,7 +363,7 @@ impl Vm {
             if self.output().contains(marker) {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.child.try_wait() {
                 // The marker may have arrived with the last bytes.
                 self.join_readers();
                 if self.output().contains(marker) {
@@ -255,7 +377,7 @@ impl Vm {
             }
             if Instant::now() > deadline {
                 let out = self.output();
-                let _ = self.child.kill();
+                self.child.kill();
                 panic!(
                     "timed out after {timeout:?} waiting for {marker:?}\nstdout:\n{}",
                     tail(&out)
@@ -280,35 +402,18 @@ impl Vm {
     pub fn wait_exit(mut self, timeout: Duration) -> Finished {
         self.stdin = None;
         let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "sandvmm still running after {timeout:?}; killed\nstdout:\n{}",
-                    tail(&self.output())
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        let Some(status) = self.child.wait_deadline(deadline) else {
+            self.child.kill();
+            panic!(
+                "sandvmm still running after {timeout:?}; killed\nstdout:\n{}",
+                tail(&self.output())
+            );
         };
         self.join_readers();
         Finished {
             status,
             stdout: self.output(),
             stderr: String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned(),
-        }
-    }
-}
-
-impl Drop for Vm {
-    /// A test that fails half-way must not leave its VM running.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

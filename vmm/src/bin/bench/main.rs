@@ -5,8 +5,8 @@
 //! disk rates). Prints a table and writes JSON.
 //!
 //! ```text
-//! sudo target/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk]
-//! target/release/bench --render-docs docs/BENCHMARKS.md
+//! sudo target/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk,linux-boot]
+//! target/release/bench --render-docs docs/BENCHMARKS.md README.md
 //! ```
 //!
 //! Variants that are compared are interleaved run by run, and every figure is a median.
@@ -49,18 +49,19 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Comma-separated subset: whole-run, startup, memory, filter, exits, net, disk, linux,
-    /// linux-disk (the last two take about 15 and 10 minutes on an emulating host).
+    /// Comma-separated subset: whole-run, startup, memory, filter, exits, net, disk,
+    /// linux, linux-disk (the last two take about 15 and 10 minutes on an emulating
+    /// host), or linux-boot (only the boot figures of linux, a few minutes).
     #[arg(
         long,
         value_name = "LIST",
         default_value = "whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk"
     )]
     only: String,
-    /// Rewrite the generated tables of this doc (docs/BENCHMARKS.md) from the result
-    /// files its markers name, and run nothing.
-    #[arg(long, value_name = "DOC")]
-    render_docs: Option<PathBuf>,
+    /// Rewrite the generated tables and figures of these docs (docs/BENCHMARKS.md,
+    /// README.md) from the result files their markers name, and run nothing.
+    #[arg(long, value_name = "DOC", num_args = 1..)]
+    render_docs: Vec<PathBuf>,
 }
 
 /// Where the binaries and images are.
@@ -78,10 +79,12 @@ impl Setup {
 
 fn main() {
     let args = Args::parse();
-    if let Some(doc) = &args.render_docs {
-        if let Err(e) = render::render_file(doc) {
-            eprintln!("bench: {e}");
-            std::process::exit(1);
+    if !args.render_docs.is_empty() {
+        for doc in &args.render_docs {
+            if let Err(e) = render::render_file(doc) {
+                eprintln!("bench: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }
@@ -115,6 +118,7 @@ fn main() {
             "net" => workloads::network(&setup, &mut report),
             "disk" => disk::disk(&setup, &mut report),
             "linux" => linux::linux(&setup, &mut report),
+            "linux-boot" => linux::linux_boot(&setup, &mut report),
             "linux-disk" => linux::linux_disk(&setup, &mut report),
             other => Err(format!("unknown part {other:?}")),
         };

@@ -1,13 +1,21 @@
-//! The generated tables of docs/BENCHMARKS.md. A marker line
+//! The generated tables of docs/BENCHMARKS.md and figures of README.md. A marker line
 //!
 //! ```text
 //! <!-- bench docs/bench/FILE.json GROUP[,GROUP...] -->
 //! ```
 //!
 //! is followed by a table rendered from that committed result file (the rows of the
-//! named groups, in file order), up to `<!-- /bench -->`. `bench --render-docs FILE`
-//! rewrites every such table; a unit test fails when the committed doc differs from
-//! what its result files render, so no figure in those tables is typed by hand.
+//! named groups, in file order), up to `<!-- /bench -->`. A single figure inside a
+//! sentence has the inline form
+//!
+//! ```text
+//! <!-- bench-figure docs/bench/FILE.json GROUP NAME -->18.5 s<!-- /bench -->
+//! ```
+//!
+//! where the text between the two comments is the median of the row GROUP/NAME with
+//! its unit (a marker right after a backtick is quoted code, left alone). `bench --render-docs FILE...` rewrites every such table and figure; a unit
+//! test fails when a committed doc differs from what its result files render, so no
+//! figure there is typed by hand.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,6 +23,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 const END: &str = "<!-- /bench -->";
+const FIGURE: &str = "<!-- bench-figure ";
 
 /// One row of a result file, as `Report::json` writes it.
 #[derive(Deserialize)]
@@ -40,10 +49,60 @@ fn figure(x: f64) -> String {
     }
 }
 
+/// The rows of the result file `file` (relative to `root`).
+fn rows(root: &Path, file: &str) -> Result<Vec<Row>, String> {
+    let text = std::fs::read_to_string(root.join(file)).map_err(|e| format!("{file}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))
+}
+
+/// The median of row `group`/`name` of `file`, with its unit: `18.5 s`.
+fn one_figure(root: &Path, file: &str, group: &str, name: &str) -> Result<String, String> {
+    let rows = rows(root, file)?;
+    let row = rows
+        .iter()
+        .find(|r| r.group == group && r.name == name)
+        .ok_or_else(|| format!("{file} has no row {group:?} {name:?}"))?;
+    Ok(format!("{} {}", figure(row.median), row.unit))
+}
+
+/// `line` with every inline figure rendered afresh.
+fn render_figures(line: &str, root: &Path) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find(FIGURE) {
+        let after = &rest[start + FIGURE.len()..];
+        if rest[..start].ends_with('`') {
+            // Quoted as code (a doc describing the form): text, not a marker.
+            out.push_str(&rest[..start + FIGURE.len()]);
+            rest = after;
+            continue;
+        }
+        let (spec, after) = after
+            .split_once(" -->")
+            .ok_or_else(|| format!("unclosed {FIGURE}in {line:?}"))?;
+        let (_, after) = after
+            .split_once(END)
+            .ok_or_else(|| format!("a {FIGURE}marker without {END} in {line:?}"))?;
+        let mut parts = spec.splitn(3, ' ');
+        let (Some(file), Some(group), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("{FIGURE}{spec} --> needs FILE GROUP NAME"));
+        };
+        out.push_str(&rest[..start]);
+        let _ = write!(
+            out,
+            "{FIGURE}{spec} -->{}{END}",
+            one_figure(root, file, group, name)?
+        );
+        rest = after;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The table of the rows of `groups` in the result file `file` (relative to `root`).
 fn table(root: &Path, file: &str, groups: &[&str]) -> Result<String, String> {
-    let text = std::fs::read_to_string(root.join(file)).map_err(|e| format!("{file}: {e}"))?;
-    let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+    let rows = rows(root, file)?;
     let rows: Vec<&Row> = rows
         .iter()
         .filter(|r| groups.contains(&r.group.as_str()))
@@ -83,12 +142,13 @@ fn table(root: &Path, file: &str, groups: &[&str]) -> Result<String, String> {
     Ok(out)
 }
 
-/// `doc` with every marked table rendered afresh; result files are found from `root`.
+/// `doc` with every marked table and figure rendered afresh; result files are found
+/// from `root`.
 pub fn render(doc: &str, root: &Path) -> Result<String, String> {
     let mut out = String::new();
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
-        out.push_str(line);
+        out.push_str(&render_figures(line, root)?);
         out.push('\n');
         let Some(spec) = line
             .strip_prefix("<!-- bench ")
@@ -111,14 +171,19 @@ pub fn render(doc: &str, root: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// Rewrites the marked tables of the doc at `path` (its result files are named
-/// relative to the repository root, the doc's parent's parent).
+/// Rewrites the marked tables and figures of the doc at `path` (its result files are
+/// named relative to the repository root: the nearest folder above it with Cargo.lock).
 pub fn render_file(path: &Path) -> Result<(), String> {
     let doc = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let root = path
         .canonicalize()
         .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.to_path_buf()))
+        .and_then(|p| {
+            p.ancestors()
+                .skip(1)
+                .find(|a| a.join("Cargo.lock").exists())
+                .map(Path::to_path_buf)
+        })
         .ok_or_else(|| format!("{}: no repository root above it", path.display()))?;
     let rendered = render(&doc, &root)?;
     std::fs::write(path, rendered).map_err(|e| format!("{}: {e}", path.display()))
@@ -132,17 +197,54 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
-    #[test]
-    fn benchmarks_md_is_what_its_result_files_render() {
-        let path = root().join("docs/BENCHMARKS.md");
-        let doc = std::fs::read_to_string(&path).unwrap();
-        assert!(doc.contains("<!-- bench "), "no generated table left");
+    /// Asserts the doc `name` holds `marker` and is what its result files render.
+    fn assert_rendered(name: &str, marker: &str) {
+        let doc = std::fs::read_to_string(root().join(name)).unwrap();
+        assert!(doc.contains(marker), "no {marker:?} left in {name}");
         let rendered = render(&doc, &root()).unwrap();
         assert!(
             rendered == doc,
-            "docs/BENCHMARKS.md differs from its result files: run \
-             `target/release/bench --render-docs docs/BENCHMARKS.md`"
+            "{name} differs from its result files: run \
+             `target/release/bench --render-docs {name}`"
         );
+    }
+
+    #[test]
+    fn benchmarks_md_is_what_its_result_files_render() {
+        assert_rendered("docs/BENCHMARKS.md", "<!-- bench ");
+    }
+
+    #[test]
+    fn readme_boot_time_is_what_its_result_file_renders() {
+        assert_rendered("README.md", FIGURE);
+    }
+
+    #[test]
+    fn an_inline_figure_is_replaced_by_its_median() {
+        let dir = std::env::temp_dir().join(format!("bench-figure-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("r.json"),
+            r#"[{"group": "linux", "name": "boot to shell prompt, 2 vCPU", "unit": "s", "median": 18.46, "min": 17, "max": 19, "samples": 5}]"#,
+        )
+        .unwrap();
+        let m = "<!-- bench-figure r.json linux boot to shell prompt, 2 vCPU -->";
+        let doc = format!("a prompt after {m}about 15 s{END} here, and {m}{END}.\n");
+        assert_eq!(
+            render(&doc, &dir).unwrap(),
+            format!("a prompt after {m}18.5 s{END} here, and {m}18.5 s{END}.\n")
+        );
+        let quoted = "the form `<!-- bench-figure FILE GROUP NAME -->`, then\n";
+        assert_eq!(render(quoted, &dir).unwrap(), quoted);
+        for bad in [
+            "<!-- bench-figure r.json linux no such row -->1 s<!-- /bench -->\n",
+            "<!-- bench-figure r.json linux boot to shell prompt, 2 vCPU -->1 s\n",
+            "<!-- bench-figure r.json linux\n",
+            "<!-- bench-figure r.json -->1 s<!-- /bench -->\n",
+        ] {
+            assert!(render(bad, &dir).is_err(), "{bad:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

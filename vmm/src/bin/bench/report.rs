@@ -121,7 +121,10 @@ mod tests {
             "ns",
             &[10.0, 12.0, 11.0],
         );
-        assert!(r.json().contains("\"median\": 11.0000"));
+        let rows: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(rows[0]["median"], 11.0);
+        assert_eq!(rows[0]["p90"], 12.0);
+        assert_eq!(rows[0]["name"], "vcpu ioctl(KVM_RUN), none");
         assert!(r.table().lines().count() == 2);
     }
 }
