@@ -141,18 +141,27 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, BuildError> {
     };
     vm.create_pit2(pit)
         .map_err(|e| BuildError::Kvm("create the PIT", e))?;
-    no_pit_reinjection(kvm, &vm)?;
     Ok(vm)
+}
+
+/// The slow part of setting up the VM in KVM, which [`crate::Vmm::run`] runs on a
+/// thread of its own while the main thread compiles the filters and puts the jail on:
+/// guest memory registration and [`no_pit_reinjection`], each of which can wait for
+/// SRCU grace periods (milliseconds on a busy or emulating host).
+pub fn finish_in_kvm(kvm: &Kvm, vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
+    register_memory(vm, mem)?;
+    no_pit_reinjection(kvm, vm)
 }
 
 /// Turns off the PIT's re-injection of missed ticks (`KVM_REINJECT_CONTROL`).
 ///
 /// With it on, KVM keeps an IRQ-ack notifier registered for the PIT, and unregistering
 /// it when the VM is destroyed waits for an SRCU grace period: many milliseconds on a
-/// busy or emulating host, spent in the `close` of the VM fd at exit. Linux guests
-/// count lost ticks themselves and use the PIT only to calibrate at boot (QEMU's
-/// `lost_tick_policy=discard`), so re-injection buys nothing. Turned off here, before
-/// any vCPU or memory exists, the notifier goes while it is cheapest.
+/// busy or emulating host (two back-to-back `synchronize_srcu`, the second never
+/// expedited), spent in the `close` of the VM fd at exit. Linux guests count lost
+/// ticks themselves and use the PIT only to calibrate at boot (QEMU's
+/// `lost_tick_policy=discard`), so re-injection buys nothing. Turned off during
+/// set-up, the wait overlaps other work instead of delaying the exit.
 fn no_pit_reinjection(kvm: &Kvm, vm: &VmFd) -> Result<(), BuildError> {
     if !kvm.check_extension(Cap::ReinjectControl) {
         return Ok(());
@@ -177,12 +186,8 @@ fn no_pit_reinjection(kvm: &Kvm, vm: &VmFd) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Tells KVM about every guest memory region.
-///
-/// Not part of [`build`]: KVM waits for an SRCU grace period on each registration,
-/// milliseconds on some hosts, so [`crate::Vmm::run`] does it on a thread of its own
-/// while the main thread compiles the filters and puts the jail on.
-pub fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
+/// Tells KVM about every guest memory region (part of [`finish_in_kvm`]).
+fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
     for (slot, region) in mem.iter().enumerate() {
         let region_desc = kvm_userspace_memory_region {
             slot: slot as u32,
