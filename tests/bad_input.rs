@@ -3,7 +3,7 @@
 //! and a host without usable KVM (status 1). The net flags (a duplicate MAC, an fd that
 //! is not a tap, a busy tap) are in tests/net.rs; policy files in tests/sandbox.rs.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::fs;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! requests under the enforcing sandbox. The lock and bad `--disk` inputs are in
 //! tests/disk_inputs.rs.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::collections::HashMap;
 use std::fs;

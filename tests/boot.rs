@@ -2,7 +2,7 @@
 //! printed and how sandvmm exited: hello (ELF and bzImage), echo, serial flood, SMP,
 //! serial to a file, and the ways a guest can end.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! bad value with status 2 and clap's one line, `--help` lists the possible values, the
 //! exit statuses and the README's flags, and `--version` names the git commit.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! pipes, and fds opened with O_APPEND or O_DIRECT; and read-only users sharing an
 //! image. tests/block.rs has the device itself.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::fs;
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! (tests/install-deps.sh) would not be there to install anything, and the test fails
 //! on what it printed. Nothing here installs or builds.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

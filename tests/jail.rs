@@ -3,7 +3,7 @@
 //! jail failing closed on a host without user namespaces or Landlock. The attack table
 //! (each escape against each layer) is in tests/layers.rs.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;

@@ -5,7 +5,7 @@
 //! as root, on a vCPU thread; the filters' sweep over both threads, enforce and trap,
 //! as root and as an ordinary user, is in tests/sandbox.rs.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -6,7 +6,7 @@
 //! - the workload (`sandvmm.mode=test`, images/linux/rootfs/etc/sandvmm/workload) with
 //!   2 vCPUs and virtio-net on a tap in the test's own network namespace: user-space
 //!   loops pinned to each CPU, 256 KiB on the console, pings both ways, 1 MiB over TCP
-//!   each way (the server is tests/common/http.rs). It runs under `--sandbox enforce`
+//!   each way (the server is tests/harness/src/http.rs). It runs under `--sandbox enforce`
 //!   (every thread `Seccomp: 2`), `trap` (no violation reported) and `off` (the
 //!   control), and the host checks what it can see: every console byte and both
 //!   checksums.
@@ -15,7 +15,7 @@
 //! takes about a minute (the console alone runs at about 7 KiB/s, its driver being
 //! emulated), so the timeouts are generous; nothing here is timed.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! a network namespace of the test's own, through `--net tap=` and `--net fd=`. The
 //! host side is the real `ping` command and UDP sockets opened inside the namespace.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};

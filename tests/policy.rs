@@ -2,7 +2,7 @@
 //! one is a one-line error, `sandbox show` prints rules and programs, and `sandbox
 //! verify` passes the built-in policy and fails one broken on purpose.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::process::Command;
 use std::time::Duration;

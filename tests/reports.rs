@@ -2,7 +2,7 @@
 //! file, log-mode violations in the kernel log, and sandvmm's own messages through
 //! `--log-file` and `--log-level`, rate-limited when a guest can cause them.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

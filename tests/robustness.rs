@@ -14,7 +14,7 @@
 //! available and kicked), and the tap's counters that the net device really processed
 //! TX chains. A device the scenario never reached must not pass.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::collections::HashMap;
 use std::net::UdpSocket;

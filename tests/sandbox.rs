@@ -5,7 +5,7 @@
 //! subcommands are in tests/policy.rs; each attempt against each layer in
 //! tests/layers.rs.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! signal, no SIGSYS, no violation reported (on stderr in trap mode, in the kernel log
 //! in log mode), the terminal restored and the helper's `down` scripts run.
 
-mod common;
+use sandvmm_harness as common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;

@@ -88,7 +88,7 @@ ip netns exec "$NS" python3 -c 'import socket; socket.socket(socket.AF_INET, soc
 wait $!
 
 echo "measure: Linux, 2 vCPUs, from its ext4 disk: the workload of tests/linux.rs"
-# The host side of its TCP steps (tests/common/http.rs does the same for the tests).
+# The host side of its TCP steps (tests/harness/src/http.rs does the same for the tests).
 ip netns exec "$NS" python3 - <<'PY' &
 import hashlib, http.server
 blob = bytes((i * 2654435761 >> 13) & 255 for i in range(1 << 20))

@@ -111,6 +111,15 @@ fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> PolicyError {
 /// The text of the built-in x86_64 policy.
 pub const BUILTIN: &str = include_str!("../policy/x86_64.toml");
 
+/// A policy's identity for reports: the SHA-256 of its text, in hex.
+pub fn text_sha256(text: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Policy {
     /// The built-in x86_64 policy.
     pub fn builtin() -> Policy {

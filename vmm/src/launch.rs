@@ -95,7 +95,6 @@ fn open_report(path: &std::path::Path) -> Result<std::fs::File, Error> {
 /// The JSON members every report carries: the mode, and which policy judged the call
 /// (its file, or `builtin`, and the SHA-256 of its text).
 fn report_context(sb: &config::SandboxConfig) -> String {
-    use sha2::Digest;
     let (file, text) = match &sb.policy_file {
         Some(path) => (
             serde_json::Value::from(path.display().to_string()),
@@ -106,10 +105,7 @@ fn report_context(sb: &config::SandboxConfig) -> String {
             sandbox::policy::BUILTIN.as_bytes().to_vec(),
         ),
     };
-    let sha256: String = sha2::Sha256::digest(&text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = sandbox::policy::text_sha256(&text);
     let policy = serde_json::json!({
         "file": file,
         "sha256": sha256,

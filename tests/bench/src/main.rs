@@ -23,16 +23,6 @@ mod startup;
 mod whole_run;
 mod workloads;
 
-#[path = "../../../../tests/common/http.rs"]
-#[allow(dead_code)]
-mod http;
-#[path = "../../../../tests/common/netns.rs"]
-#[allow(dead_code)]
-mod netns;
-#[path = "../../../../tests/common/workload.rs"]
-#[allow(dead_code)]
-mod workload;
-
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -91,7 +81,7 @@ fn main() {
     let exe = std::env::current_exe().expect("own path");
     let setup = Setup {
         sandvmm: exe.with_file_name("sandvmm"),
-        images: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../images/out"),
+        images: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../images/out"),
         runs: args.runs.max(1),
     };
     for needed in [

@@ -1,120 +1,14 @@
-//! Shared harness for the guest-booting tests: start the `sandvmm` binary as a child
-//! process, feed its stdin, collect what the guest printed, and never wait forever.
-//!
-//! Guest code is emulated on the test hosts (docs/ARCHITECTURE.md, "Emulating hosts"),
-//! so every wait has a generous timeout and tests check markers, never speed.
-
-#![allow(dead_code)] // each test binary uses its own subset
-
-pub mod http;
-pub mod kmsg;
-pub mod netns;
-pub mod pty;
-pub mod workload;
+//! Children that never outlive their test: [`Guarded`] processes, a running sandvmm
+//! ([`Vm`]: its stdin, its collected output, waits for markers with deadlines) and
+//! what a finished run left ([`Finished`]), with the launchers the tests share.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub fn sandvmm() -> &'static str {
-    env!("CARGO_BIN_EXE_sandvmm")
-}
-
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A built guest image from images/out/, or a failed test saying how to build it.
-pub fn image(name: &str) -> PathBuf {
-    let path = root().join("images/out").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the images with images/build.sh (README.md, 'Tests')",
-        path.display()
-    );
-    path
-}
-
-/// The sandvmm test kernel (ELF).
-pub fn testkernel() -> PathBuf {
-    image("testkernel.elf")
-}
-
-/// The ordinary user (in the kvm group) that unprivileged runs use; the install step
-/// (tests/install-users.sh) creates it.
-pub const TEST_USER: &str = "sandvmm-test";
-/// The dedicated user sandvmm becomes when started as root.
-pub const JAIL_USER: &str = "sandvmm";
-
-/// `user`'s uid, or a failed test saying how to create the user.
-pub fn uid_of(user: &str) -> u32 {
-    let out = Command::new("id").args(["-u", user]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "no user {user}: run tests/install-users.sh"
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// A command that runs `program` as [`TEST_USER`] with its groups (kvm among them).
-pub fn as_test_user(program: &str) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        &format!("--reuid={TEST_USER}"),
-        &format!("--regid={TEST_USER}"),
-        "--init-groups",
-        "--",
-        program,
-    ]);
-    cmd
-}
-
-/// Makes `cmd`'s child start with `fd` open as fd `at`, inheritable, as a careless
-/// launcher would leave it.
-pub fn inherit_fd(cmd: &mut Command, fd: std::os::fd::RawFd, at: std::os::fd::RawFd) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: fcntl and dup2 are async-signal-safe; they run in the child between fork
-    // and exec. dup2 onto itself would keep close-on-exec, hence the fcntl.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rc = if fd == at {
-                libc::fcntl(at, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, at)
-            };
-            match rc {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            }
-        });
-    }
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// For a test that cannot run here (no root, no namespaces): prints `skipped: WHY` so
-/// the skip is seen, and the caller then returns. Under CI (the environment variable
-/// `CI` set and not empty), which runs as root and must run every test, it fails the
-/// test instead.
-pub fn skip(why: &str) {
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("cannot run here, and CI is set, so no test may skip: {why}");
-    }
-    eprintln!("skipped: {why}");
-}
+use crate::{inherit_fd, sandvmm, testkernel};
 
 /// A child process (sandvmm, or a wrapper around it) that cannot outlive its test: it
 /// leads a process group of its own, and the whole group is killed when the guard is
@@ -201,11 +95,6 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Finished {
     vm.wait_exit(timeout)
 }
 
-/// Whether the host KVM is the emulating kvm_pvm.
-pub fn emulating_host() -> bool {
-    Path::new("/sys/module/kvm_pvm").exists()
-}
-
 /// A finished sandvmm run.
 #[derive(Debug)]
 pub struct Finished {
@@ -260,32 +149,12 @@ impl Finished {
     }
 }
 
-fn tail(s: &str) -> &str {
+pub(crate) fn tail(s: &str) -> &str {
     let start = s.len().saturating_sub(4000);
     let start = (start..s.len())
         .find(|&i| s.is_char_boundary(i))
         .unwrap_or(s.len());
     &s[start..]
-}
-
-/// The `key=value` counters of the guest's line that starts with `prefix` (such as
-/// `SANDVMM-TEST: chaos done `); panics with the output if there is none.
-pub fn guest_counters(stdout: &str, prefix: &str) -> std::collections::HashMap<String, u64> {
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", tail(stdout)));
-    line.split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .unwrap_or_else(|| panic!("{kv:?} in {line:?}"));
-            let v = v
-                .parse()
-                .unwrap_or_else(|e| panic!("{kv:?} in {line:?}: {e}"));
-            (k.to_string(), v)
-        })
-        .collect()
 }
 
 /// A running sandvmm (killed, with its process group, when dropped before it exits).
@@ -466,58 +335,4 @@ pub fn boot_with_disk_fd(file: &std::fs::File, args: &[&str], timeout: Duration)
     let mut cmd = Command::new(sandvmm());
     inherit_fd(&mut cmd, std::os::fd::AsRawFd::as_raw_fd(file), 5);
     boot_command(cmd, args, timeout)
-}
-
-/// A zero-filled disk image of `bytes` in `dir`.
-pub fn zero_image(dir: &Scratch, name: &str, bytes: usize) -> PathBuf {
-    dir.file(name, &vec![0u8; bytes])
-}
-
-/// The name and `Seccomp:` field of every thread of process `pid`, sorted by name.
-/// Kernel workers KVM attaches to the process (`kvm-nx-lpage-recovery`) are left out:
-/// they are not sandvmm's threads.
-pub fn thread_seccomp_modes(pid: u32) -> Vec<(String, String)> {
-    let mut threads = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let dir = task.unwrap().path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
-        let comm = comm.trim().to_string();
-        if comm.starts_with("kvm-") {
-            continue;
-        }
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        let seccomp = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Seccomp:"))
-            .expect("no Seccomp: line in /proc/PID/task/TID/status")
-            .trim()
-            .to_string();
-        threads.push((comm, seccomp));
-    }
-    threads.sort();
-    threads
-}
-
-/// A scratch directory for one test, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("sandvmm-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

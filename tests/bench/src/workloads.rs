@@ -7,9 +7,9 @@ use std::net::UdpSocket;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
 use crate::report::{median, Report};
 use crate::Setup;
+use sandvmm_harness::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
 
 const FLOOD_BYTES: usize = 256 * 1024;
 const BLAST_COUNT: u32 = 3000;

@@ -13,7 +13,7 @@ pub const PROMPT: &str = "sandvmm-guest:/# ";
 pub const STEPS: usize = 6;
 
 /// The kernel command line that runs the workload against the namespace's host side,
-/// with the HTTP server of tests/common/http.rs on `http_port`.
+/// with the HTTP server of tests/harness/src/http.rs on `http_port`.
 pub fn workload_cmdline(http_port: u16) -> String {
     format!(
         "sandvmm.mode=test sandvmm.net={GUEST_IP}/24 sandvmm.host={HOST_IP} \

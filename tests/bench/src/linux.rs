@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::HttpServer;
-use crate::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
 use crate::report::Report;
-use crate::workload::{self, PROMPT};
 use crate::Setup;
+use sandvmm_harness::http::HttpServer;
+use sandvmm_harness::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
+use sandvmm_harness::workload::{self, PROMPT};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(900);
