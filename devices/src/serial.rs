@@ -84,9 +84,16 @@ impl SerialDevice {
         self.uart.writer()
     }
 
-    /// The VMM thread's flush timer fired: writes the output that waits for it.
-    pub fn flush_timer(&mut self) {
-        self.uart.writer_mut().flush_timer();
+    /// The VMM thread's flush timer fired: writes the output that waits for it, or
+    /// returns true when the timer should be armed again ([`SerialOut::flush_timer`]).
+    pub fn flush_timer(&mut self) -> bool {
+        self.uart.writer_mut().flush_timer()
+    }
+
+    /// The flush timer cannot be armed: writes waiting output now
+    /// ([`SerialOut::flush_untimed`]).
+    pub fn flush_untimed(&mut self) {
+        self.uart.writer_mut().flush_untimed();
     }
 
     /// Writes waiting output from the trap-mode SIGSYS handler, just before the process

@@ -7,12 +7,14 @@
 //! first byte that waits makes the vCPU thread write the `kick` eventfd (a `write` on
 //! an `$event` fd, which its filter already allows); this thread reads it and arms a
 //! one-shot timerfd for [`FLUSH_DELAY`]; when that fires, it takes the device's lock
-//! and writes what waits. So vCPU threads get no new system call, and the VMM thread
-//! gets two, pinned to the timerfd (`$timer`): `timerfd_settime` and `read`.
+//! and writes what waits, unless output was written since it was armed (the guest is
+//! printing lines), when it arms the timer once more instead. So vCPU threads get no
+//! new system call, and the VMM thread gets two, pinned to the timerfd (`$timer`):
+//! `timerfd_settime` and `read`.
 //!
-//! A kick arrives at most once per timer period however much the guest prints, so
-//! the timer costs a few system calls per 5 ms of output, against one `write` per
-//! byte before.
+//! A kick arrives at most once per timer period however much the guest prints, and
+//! not at all while the guest keeps printing lines: the timer costs a few system
+//! calls per 5 ms of output, against one `write` per byte before.
 //!
 //! [`flush_at_exit`] runs on every way out of [`crate::Vmm::run`], once the vCPU
 //! threads are stopped, so that nothing buffered is lost when the VM ends.
@@ -97,9 +99,15 @@ impl SerialFlush {
         unsafe { libc::read(self.timer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
     }
 
-    fn flush(&self) {
+    /// The timer fired: writes what waits, or arms the timer again if the UART asks.
+    fn timer_fired(&self) {
         let mut serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        serial.flush_timer();
+        if serial.flush_timer() {
+            if let Err(e) = self.arm() {
+                log::error!("cannot arm the serial flush timer: {e}");
+                serial.flush_untimed();
+            }
+        }
     }
 }
 
@@ -118,11 +126,12 @@ impl MutEventSubscriber for SerialFlush {
             if let Err(e) = self.arm() {
                 // Flushing now keeps the output, and lets the next byte kick again.
                 log::error!("cannot arm the serial flush timer: {e}");
-                self.flush();
+                let mut serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+                serial.flush_untimed();
             }
         } else if events.fd() == self.timer.as_raw_fd() {
             self.disarm_read();
-            self.flush();
+            self.timer_fired();
         }
     }
 }

@@ -10,7 +10,9 @@
 //! - when the VMM thread's flush timer fires ([`SerialOut::flush_timer`]): a prompt or
 //!   the echo of a typed character has no newline, and must still show at once. The
 //!   first byte that waits asks for the timer by writing the `kick` eventfd given to
-//!   [`SerialOut::batched`]; while that request is pending no further kick is made;
+//!   [`SerialOut::batched`]; while that request is pending no further kick is made.
+//!   If output was written meanwhile (the guest prints lines), the timer is armed once
+//!   more instead, so a flood of lines costs neither partial writes nor kicks;
 //! - when the VMM asks at exit ([`SerialOut::push_out`]), and when it is dropped.
 //!
 //! Without a kick eventfd (tests, the fuzzer) nothing waits for a timer: the buffer
@@ -27,8 +29,8 @@
 //!   ([`SerialOut::push_out_in_signal_handler`]), unless the lock stays taken;
 //! - **a kill** (`--sandbox enforce`'s, `SIGKILL`) loses what waits. Between guest
 //!   accesses that is never a newline: at most the start of the current line, under
-//!   [`FLUSH_SIZE`] bytes, written during the last timer period; plus, if a vCPU was
-//!   inside an access at that moment, that access's bytes.
+//!   [`FLUSH_SIZE`] bytes, written during the last two timer periods; plus, if a vCPU
+//!   was inside an access at that moment, that access's bytes.
 
 use std::io::{self, Write};
 
@@ -57,6 +59,9 @@ struct FlushTimer {
     /// A kick was sent and the timer has not fired since: the waiting bytes will be
     /// written by then, so further bytes need no kick of their own.
     requested: bool,
+    /// Output was written since the kick or the last re-arming: what waits now is
+    /// younger than one timer period.
+    wrote: bool,
 }
 
 impl SerialOut {
@@ -98,6 +103,7 @@ impl SerialOut {
         self.timer = Some(FlushTimer {
             kick,
             requested: false,
+            wrote: false,
         });
         self
     }
@@ -121,7 +127,10 @@ impl SerialOut {
         }
         if !timer.requested {
             match vm_superio::Trigger::trigger(&timer.kick) {
-                Ok(()) => timer.requested = true,
+                Ok(()) => {
+                    timer.requested = true;
+                    timer.wrote = false;
+                }
                 Err(e) => {
                     // Without the timer the bytes could wait for ever: write them now.
                     log::error!("serial flush timer cannot be requested: {e}");
@@ -132,8 +141,25 @@ impl SerialOut {
     }
 
     /// The flush timer fired: writes what waits, and lets the next waiting byte kick
-    /// the timer again.
-    pub fn flush_timer(&mut self) {
+    /// the timer again. Returns true when, instead, the timer should be armed once
+    /// more: output was written since it was armed (the guest prints whole lines), so
+    /// what waits is younger than one period and its line will likely end soon. A
+    /// flood of lines then costs no partial writes and no kicks; a byte waits at
+    /// most two periods.
+    pub fn flush_timer(&mut self) -> bool {
+        if let Some(timer) = self.timer.as_mut() {
+            if timer.requested && timer.wrote && !self.batch.is_empty() {
+                timer.wrote = false;
+                return true;
+            }
+        }
+        self.flush_untimed();
+        false
+    }
+
+    /// The timer cannot be armed: writes what waits now, and lets the next waiting
+    /// byte kick the timer again.
+    pub fn flush_untimed(&mut self) {
         self.push_out();
         if let Some(timer) = self.timer.as_mut() {
             timer.requested = false;
@@ -171,6 +197,9 @@ impl SerialOut {
             self.open = false;
         }
         self.batch.clear();
+        if let Some(timer) = self.timer.as_mut() {
+            timer.wrote = true;
+        }
     }
 
     /// Writes the waiting bytes from a signal handler, just before the process exits

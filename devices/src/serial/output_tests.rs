@@ -98,7 +98,7 @@ fn the_timer_writes_a_prompt_and_rearms_on_the_next_byte() {
     print(&mut dev, b"$ ");
     assert_eq!(kicks(&kick), 1);
     assert_eq!(sink.writes(), 0);
-    dev.flush_timer();
+    assert!(!dev.flush_timer(), "written now, not re-armed");
     assert_eq!(sink.bytes(), b"$ ");
     // The echo of a typed character needs the timer again.
     print(&mut dev, b"l");
@@ -117,9 +117,31 @@ fn no_kick_while_one_is_pending_even_across_newline_flushes() {
     print(&mut dev, b"b\n");
     print(&mut dev, b"c");
     assert_eq!(kicks(&kick), 1, "the pending timer covers 'c' too");
-    dev.flush_timer();
-    print(&mut dev, b"d");
+}
+
+/// A guest printing lines: the timer finds that output was written since it was
+/// armed, so the partial line is left to end and the timer is armed once more.
+#[test]
+fn a_timer_that_finds_lines_written_waits_one_more_period() {
+    let sink = Sink::default();
+    let (mut dev, kick) = batched(SerialOut::new(Box::new(sink.clone())));
+    print(&mut dev, b"line 1\nline 2\nlin");
     assert_eq!(kicks(&kick), 1);
+    assert!(dev.flush_timer(), "lines were written: arm again");
+    assert_eq!(sink.bytes(), b"line 1\nline 2\n");
+    print(&mut dev, b"e 3\nli");
+    assert_eq!(kicks(&kick), 0, "still covered by the re-armed timer");
+    assert!(dev.flush_timer());
+    // The guest stopped mid-line: the next firing writes what waits.
+    assert!(!dev.flush_timer());
+    assert_eq!(sink.bytes(), b"line 1\nline 2\nline 3\nli");
+    print(&mut dev, b"ne 4");
+    assert_eq!(kicks(&kick), 1, "a new kick after the timer wrote");
+    assert!(
+        !dev.flush_timer(),
+        "nothing written since the kick: write now"
+    );
+    assert_eq!(sink.bytes(), b"line 1\nline 2\nline 3\nline 4");
 }
 
 #[test]
