@@ -1,5 +1,6 @@
 //! Boots the sandvmm test kernel through the `sandvmm` binary and checks what the guest
-//! printed and how sandvmm exited: hello (ELF and bzImage), echo, serial flood, SMP,
+//! printed and how sandvmm exited: hello (ELF and bzImage), echo, a prompt without a
+//! newline, serial flood, SMP,
 //! serial to a file, and the ways a guest can end.
 
 use sandvmm_harness as common;
@@ -64,6 +65,30 @@ fn echo_returns_every_line() {
     let run = vm.wait_exit(BOOT);
     run.assert_guest_printed("SANDVMM-TEST: PASS echo");
     assert!(run.stdout.contains(&format!("echo: {long}")));
+}
+
+/// Output without a newline waits in the UART's buffer; the VMM thread's flush timer
+/// must still write it out while the guest waits (a shell prompt, an echoed key).
+#[test]
+fn a_prompt_without_a_newline_shows_while_the_guest_waits() {
+    let kernel = testkernel();
+    let mut vm = Vm::start(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--cmdline",
+        "scenario=prompt",
+    ]);
+    vm.wait_for("SANDVMM-TEST: prompt> ", BOOT);
+    assert!(
+        !vm.output().contains("answered"),
+        "the guest waits for input"
+    );
+    vm.send(b"y");
+    let run = vm.wait_exit(BOOT);
+    run.assert_guest_printed("SANDVMM-TEST: PASS prompt");
+    assert!(run
+        .stdout
+        .contains("SANDVMM-TEST: prompt> \nSANDVMM-TEST: prompt answered\n"));
 }
 
 /// Payload rule of the serial-flood scenario (images/testkernel/scenarios.c).

@@ -3,10 +3,9 @@
 //! vm-superio implements the UART registers; this file adds what a VMM needs around
 //! them:
 //! - output batching: vm-superio flushes its writer after every byte, which would be
-//!   one `write(2)` per guest byte. [`SerialOut`] collects the bytes of one guest
-//!   access (a `rep outsb` burst brings up to a FIFO's worth) and pushes them out when
-//!   the access ends, so guest output order is kept and nothing stays buffered while
-//!   the guest runs on.
+//!   one `write(2)` per guest byte. [`SerialOut`] (serial/output.rs) buffers output
+//!   and writes it on a newline, at [`FLUSH_SIZE`] bytes, when the VMM thread's flush
+//!   timer fires, and at exit; the module says what that guarantees.
 //! - an output limit: output to a file stops after a set number of bytes, so a guest
 //!   cannot fill the host's disk ([`SerialOut::with_limit`]).
 //! - input pacing: host input is queued here and fed into the 64-byte receive FIFO as
@@ -14,9 +13,11 @@
 //!   buffer (the event loop stops reading stdin while [`SerialDevice::wants_input`]
 //!   is false and resumes on the `input_room` event).
 
-use std::collections::VecDeque;
-use std::io::{self, Write};
+mod output;
 
+use std::collections::VecDeque;
+
+pub use output::{SerialOut, FLUSH_SIZE};
 use vm_superio::serial::NoEvents;
 use vm_superio::Serial;
 
@@ -34,103 +35,6 @@ pub const COM1_IRQ: u32 = 4;
 const RBR_OFFSET: u64 = 0;
 /// Host input queued beyond the FIFO; above this the event loop stops reading stdin.
 const PENDING_INPUT_LIMIT: usize = 64 * 1024;
-
-/// Where guest serial output goes.
-pub struct SerialOut {
-    sink: Option<Box<dyn Write + Send>>,
-    /// False once the sink failed or the limit was reached. The sink itself stays: it
-    /// is dropped with the device on the VMM thread, because output is written on a
-    /// vCPU thread, whose filter does not allow `close`.
-    open: bool,
-    batch: Vec<u8>,
-    /// The output limit in bytes and how much of it is left, if there is one.
-    limit: Option<(u64, u64)>,
-}
-
-impl SerialOut {
-    /// Output to `sink` (stdout, a file, or a test buffer).
-    pub fn new(sink: Box<dyn Write + Send>) -> Self {
-        Self {
-            sink: Some(sink),
-            open: true,
-            batch: Vec::with_capacity(256),
-            limit: None,
-        }
-    }
-
-    /// Output to `sink`, of which at most `max` bytes are written. Output past the
-    /// limit is dropped and reported once on stderr; the guest keeps running, as with
-    /// a terminal that has been switched off.
-    pub fn with_limit(sink: Box<dyn Write + Send>, max: u64) -> Self {
-        Self {
-            limit: Some((max, max)),
-            ..Self::new(sink)
-        }
-    }
-
-    /// Output that is dropped (`--serial none`).
-    pub fn discard() -> Self {
-        Self {
-            sink: None,
-            open: false,
-            batch: Vec::new(),
-            limit: None,
-        }
-    }
-
-    /// Writes the bytes collected during the current guest access to the sink.
-    ///
-    /// A sink that fails (a closed pipe, a full disk) is reported once and then no
-    /// longer written: the guest keeps running, as it would with a disconnected cable.
-    pub fn push_out(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let mut cut = false;
-        if let Some((max, left)) = self.limit.as_mut() {
-            let fits = usize::try_from(*left).unwrap_or(usize::MAX);
-            if self.batch.len() > fits {
-                self.batch.truncate(fits);
-                cut = true;
-                log::warn!(
-                    "serial output reached its limit of {max} bytes (--serial file:PATH,max=SIZE); further output is dropped"
-                );
-            }
-            *left -= self.batch.len() as u64;
-        }
-        if let Some(sink) = self.sink.as_mut().filter(|_| self.open) {
-            if let Err(e) = sink.write_all(&self.batch).and_then(|()| sink.flush()) {
-                log::error!("serial output failed, dropping further output: {e}");
-                self.open = false;
-            }
-        }
-        if cut {
-            // No more output: the message above stays the only one.
-            self.open = false;
-        }
-        self.batch.clear();
-    }
-
-    /// Whether output still reaches the sink.
-    pub fn is_open(&self) -> bool {
-        self.open
-    }
-}
-
-impl Write for SerialOut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.open {
-            self.batch.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    /// Deliberately does nothing: vm-superio calls this after every byte, and the real
-    /// flush happens once per guest access in [`SerialOut::push_out`].
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The COM1 UART with host-side input queue and batched output.
 pub struct SerialDevice {
@@ -180,6 +84,29 @@ impl SerialDevice {
         self.uart.writer()
     }
 
+    /// The VMM thread's flush timer fired: writes the output that waits for it, or
+    /// returns true when the timer should be armed again ([`SerialOut::flush_timer`]).
+    pub fn flush_timer(&mut self) -> bool {
+        self.uart.writer_mut().flush_timer()
+    }
+
+    /// The flush timer cannot be armed: writes waiting output now
+    /// ([`SerialOut::flush_untimed`]).
+    pub fn flush_untimed(&mut self) {
+        self.uart.writer_mut().flush_untimed();
+    }
+
+    /// Writes waiting output from the trap-mode SIGSYS handler, just before the process
+    /// exits ([`SerialOut::push_out_in_signal_handler`]).
+    pub fn flush_output_in_signal_handler(&mut self) {
+        self.uart.writer_mut().push_out_in_signal_handler();
+    }
+
+    /// Writes every byte of waiting output now (at exit).
+    pub fn flush_output(&mut self) {
+        self.uart.writer_mut().push_out();
+    }
+
     fn feed_fifo(&mut self) {
         let room = self.uart.fifo_capacity().min(self.pending_input.len());
         if room == 0 {
@@ -222,12 +149,13 @@ impl BusDevice for SerialDevice {
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
+        let before = self.uart.writer().waiting();
         for byte in data {
             // Errors are an interrupt eventfd that cannot be written; the byte itself
             // has been taken by then, so keep going.
             let _ = self.uart.write(offset as u8, *byte);
         }
-        self.uart.writer_mut().push_out();
+        self.uart.writer_mut().end_access(before);
         // A write that ends loopback mode makes the FIFO take host input again; without
         // this, input queued meanwhile would wait for the next host keystroke, forever
         // if the event loop had paused reading stdin.

@@ -77,6 +77,19 @@ static const char *run_echo(void)
 	}
 }
 
+/*
+ * A prompt without a newline, as a shell prints one: the host sees it
+ * only if the VMM writes out output that waits for no newline (its
+ * serial flush timer). Any input byte answers it.
+ */
+static const char *run_prompt(void)
+{
+	kprintf("SANDVMM-TEST: prompt> ");
+	serial_getc();
+	kprintf("\nSANDVMM-TEST: prompt answered\n");
+	return NULL;
+}
+
 /* ---------------------------------------------------------------- */
 
 #define FLOOD_LINE	64
@@ -213,6 +226,7 @@ static const struct scenario scenarios[] = {
 	{ "hello", run_hello },
 	{ "idle", run_idle },
 	{ "echo", run_echo },
+	{ "prompt", run_prompt },
 	{ "serial-flood", run_serial_flood },
 	{ "smp", run_smp },
 	{ "triple-fault", run_triple_fault },

@@ -25,10 +25,12 @@ pub enum FdRole {
     Stderr,
     /// The signalfd the VMM thread takes its stop signals from (SIGTERM, SIGINT, ...).
     Signal,
+    /// The timerfd that writes out waiting serial output (the VMM thread's only).
+    Timer,
     /// The VMM thread's epoll instance.
     Epoll,
     /// Eventfds signalled to the VMM thread (reset line, vCPU reports, serial input
-    /// room, device activation, quit).
+    /// room and output flush, device activation, quit).
     Event,
     /// Irqfds: writing one raises a guest interrupt.
     Irq,
@@ -48,11 +50,12 @@ pub enum FdRole {
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 13] = [
+    pub const ALL: [FdRole; 14] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
         FdRole::Signal,
+        FdRole::Timer,
         FdRole::Epoll,
         FdRole::Event,
         FdRole::Irq,
@@ -71,6 +74,7 @@ impl FdRole {
             FdRole::Console => "console",
             FdRole::Stderr => "stderr",
             FdRole::Signal => "signal",
+            FdRole::Timer => "timer",
             FdRole::Epoll => "epoll",
             FdRole::Event => "event",
             FdRole::Irq => "irq",
@@ -197,6 +201,7 @@ impl RuntimeFacts {
             .add(FdRole::Tap, 15)
             .add(FdRole::Disk, 23)
             .add(FdRole::Signal, 25)
+            .add(FdRole::Timer, 27)
             .add(FdRole::Helper, 17)
             .add(FdRole::Epoll, 19)
             .add(FdRole::Kvm, 21)

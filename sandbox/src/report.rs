@@ -4,7 +4,8 @@
 //! It runs on the thread whose filter trapped, so it does nothing the filters might
 //! refuse and nothing that is not async-signal-safe: the syscall names and the thread
 //! names are prepared before any filter exists, the line is formatted into a stack
-//! buffer, and the only system calls are `write(2, …)` and `exit_group`.
+//! buffer, and the only system calls are `write(2, …)` and `exit_group`, and those of
+//! the VMM's exit hook ([`set_exit_hook`]: it writes out buffered guest output).
 //!
 //! ```text
 //! sandbox: blocked syscall execve (59) in thread vcpu0, args [0x7f1c2c0, 0x0, 0x0, 0x0, 0x0, 0x0]
@@ -52,6 +53,9 @@ static SYSCALL_NAMES: OnceLock<[Vec<[u8; NAME_LEN]>; 2]> = OnceLock::new();
 /// The `--sandbox-report` file and the JSON members every report in it carries.
 static REPORT_FILE: OnceLock<(RawFd, Vec<u8>)> = OnceLock::new();
 
+/// What the handler runs after its report and before `_exit` ([`set_exit_hook`]).
+static EXIT_HOOK: OnceLock<fn()> = OnceLock::new();
+
 thread_local! {
     static THREAD_NAME: Cell<[u8; 16]> = const { Cell::new(*b"unknown\0\0\0\0\0\0\0\0\0") };
 }
@@ -87,6 +91,8 @@ pub enum ReportError {
     TooLong(usize),
     #[error("a report file is already set")]
     AlreadySet,
+    #[error("an exit hook is already set")]
+    HookAlreadySet,
 }
 
 /// Also writes every trap report to `fd`, as a JSON object ending in `context`: JSON
@@ -99,6 +105,16 @@ pub fn set_report_file(fd: RawFd, context: &str) -> Result<(), ReportError> {
     REPORT_FILE
         .set((fd, context.as_bytes().to_vec()))
         .map_err(|_| ReportError::AlreadySet)
+}
+
+/// Has the handler call `hook` after its report, just before the process exits: the
+/// VMM writes out guest output it still buffers. The hook runs in the signal handler,
+/// on the thread whose call was blocked, under that thread's filter: it must be
+/// async-signal-safe, never wait for a lock, and make no call outside both threads'
+/// policies (a blocked call there is a kill: SIGSYS is blocked in its own handler).
+/// Call before any filter; a second hook is refused.
+pub fn set_exit_hook(hook: fn()) -> Result<(), ReportError> {
+    EXIT_HOOK.set(hook).map_err(|_| ReportError::HookAlreadySet)
 }
 
 /// Installs the SIGSYS handler for trap mode. Call once, before any filter.
@@ -305,6 +321,10 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, context: 
         let json = format_json(nr, arch, &thread, args, context);
         // SAFETY: as above; the fd is the report file, open for the whole run.
         unsafe { libc::write(*fd, json.text().as_ptr().cast(), json.len) };
+    }
+    // After the report, so that a hook that fails cannot take the report with it.
+    if let Some(hook) = EXIT_HOOK.get() {
+        hook();
     }
     // SAFETY: _exit is async-signal-safe.
     unsafe { libc::_exit(TRAP_EXIT_STATUS) }

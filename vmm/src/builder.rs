@@ -29,6 +29,7 @@ use crate::config::{SerialTarget, VmConfig};
 use crate::event_loop::{ConsoleInput, ExitWatch};
 use crate::host::Host;
 use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
+use crate::serial_flush::{SerialFlush, StdoutSink};
 use crate::vcpu::Vcpu;
 use crate::virtio_slot::{mmio_slot, MmioSlot};
 use crate::x86_64::{cpuid, regs};
@@ -73,6 +74,8 @@ pub enum BuildError {
     Vcpu(u8, #[source] regs::RegsError),
     #[error("cannot create an event fd")]
     EventFd(#[source] io::Error),
+    #[error("cannot create the serial flush timer")]
+    FlushTimer(#[source] io::Error),
     #[error("cannot register guest memory from its set-up thread")]
     MemoryThread(#[source] io::Error),
     #[error("cannot open serial output file {path}")]
@@ -213,6 +216,8 @@ struct PortDevices {
     bus: Bus,
     serial: Arc<Mutex<SerialDevice>>,
     serial_room: EventFdTrigger,
+    /// COM1's flush timer; None when its output is discarded.
+    serial_flush: Option<SerialFlush>,
     reset: EventFdTrigger,
 }
 
@@ -224,7 +229,7 @@ fn build_port_devices(
     let out = match target {
         SerialTarget::Stdio => {
             facts.add(FdRole::Console, libc::STDOUT_FILENO);
-            SerialOut::new(Box::new(io::stdout()))
+            SerialOut::new(Box::new(StdoutSink))
         }
         SerialTarget::File { path, max } => {
             let file = File::create(path).map_err(|source| BuildError::SerialFile {
@@ -242,7 +247,26 @@ fn build_port_devices(
     facts.add(FdRole::Irq, irq.as_raw_fd());
     let room = eventfd()?;
     facts.add(FdRole::Event, room.as_raw_fd());
+    // Output is batched, with the VMM thread's timer, unless it goes nowhere.
+    let kick = match target {
+        SerialTarget::None => None,
+        _ => Some(eventfd()?),
+    };
+    let out = match &kick {
+        Some(kick) => {
+            facts.add(FdRole::Event, kick.as_raw_fd());
+            out.batched(kick.clone())
+        }
+        None => out,
+    };
     let serial = Arc::new(Mutex::new(SerialDevice::new(irq, out, Some(room.clone()))));
+    let serial_flush = kick
+        .map(|kick| SerialFlush::new(serial.clone(), kick))
+        .transpose()
+        .map_err(BuildError::FlushTimer)?;
+    if let Some(flush) = &serial_flush {
+        facts.add(FdRole::Timer, flush.timer_fd());
+    }
 
     let reset = eventfd()?;
     facts.add(FdRole::Event, reset.as_raw_fd());
@@ -255,6 +279,7 @@ fn build_port_devices(
         bus,
         serial,
         serial_room: room,
+        serial_flush,
         reset,
     })
 }
@@ -386,6 +411,8 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         vcpus,
         exit_watch: Arc::new(Mutex::new(exit_watch)),
         console,
+        serial: ports.serial,
+        serial_flush: ports.serial_flush.map(|f| Arc::new(Mutex::new(f))),
         nets,
         disks,
         escape,

@@ -63,6 +63,9 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
         sandbox::report::set_report_file(file.as_raw_fd(), &report_context(sb))?;
     }
     let vmm = builder::build(config, host, trace_boot)?;
+    if sb.mode == sandbox::Mode::Trap {
+        crate::serial_flush::flush_on_trap(vmm.serial.clone())?;
+    }
     if let Some(helper) = helper.as_mut() {
         for index in 0..helper.len() {
             helper.run(index, helper::Phase::Up)?;

@@ -21,6 +21,7 @@ pub mod logger;
 pub mod memory;
 pub mod net;
 pub mod sandbox_cmd;
+pub mod serial_flush;
 pub mod signals;
 pub mod terminal;
 pub mod vcpu;
@@ -33,6 +34,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use devices::serial::SerialDevice;
 use event_manager::{MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
 use sandbox::jail::{self, Identity, JailError};
@@ -105,6 +107,10 @@ pub struct Vmm {
     exit_watch: Arc<Mutex<ExitWatch>>,
     /// Console input and whether stdin is a terminal; None without `--serial stdio`.
     console: Option<(Arc<Mutex<ConsoleInput>>, bool)>,
+    /// COM1, for the flush of its buffered output at exit.
+    serial: Arc<Mutex<SerialDevice>>,
+    /// COM1's flush timer; None with `--serial none`.
+    serial_flush: Option<Arc<Mutex<serial_flush::SerialFlush>>>,
     /// The virtio-net devices' event handlers.
     nets: Vec<net::NetHandler>,
     /// The virtio-blk devices' event handlers.
@@ -163,6 +169,9 @@ impl Vmm {
                 handler.targets().set_helper_fd(helper.fd());
             }
             events.add_subscriber(escape);
+        }
+        if let Some(flush) = self.serial_flush {
+            events.add_subscriber(flush);
         }
         let mut raw_mode = None;
         if let Some((console, is_terminal)) = self.console {
@@ -267,7 +276,7 @@ impl Vmm {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
                     gate.open(false);
-                    vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
+                    stop_vcpus(handles, &self.stop, &self.serial);
                     return Err(Error::Spawn(index, e));
                 }
             }
@@ -279,13 +288,13 @@ impl Vmm {
         }
         gate.open(failure.is_none());
         if let Some(e) = failure {
-            vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
+            stop_vcpus(handles, &self.stop, &self.serial);
             return Err(Error::Sandbox(e));
         }
 
         let outcome = loop {
             if let Err(e) = events.run() {
-                vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
+                stop_vcpus(handles, &self.stop, &self.serial);
                 return Err(Error::EventLoop(e));
             }
             let taken = self
@@ -298,7 +307,7 @@ impl Vmm {
             }
         };
         let ended = vcpu::monotonic_ns();
-        let stuck = vcpu::stop_all(handles, &self.stop, VCPU_STOP_TIMEOUT);
+        let stuck = stop_vcpus(handles, &self.stop, &self.serial);
         if stuck > 0 {
             log::warn!("{stuck} vCPU thread(s) did not stop in time; exiting anyway");
         }
@@ -323,4 +332,17 @@ impl Vmm {
         }
         Ok(outcome)
     }
+}
+
+/// Stops the vCPU threads, then writes the serial output they left buffered: every
+/// way out of [`Vmm::run`] once vCPUs exist goes through here, so no guest output is
+/// lost however the VM ends. Returns how many threads did not stop in time.
+fn stop_vcpus(
+    handles: Vec<std::thread::JoinHandle<Vcpu>>,
+    stop: &AtomicBool,
+    serial: &Mutex<SerialDevice>,
+) -> usize {
+    let stuck = vcpu::stop_all(handles, stop, VCPU_STOP_TIMEOUT);
+    serial_flush::flush_at_exit(serial, stuck > 0);
+    stuck
 }

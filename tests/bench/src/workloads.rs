@@ -17,8 +17,11 @@ const ECHOES: usize = 1000;
 const NET_ARGS: &str = "guest_ip=10.0.0.2 host_ip=10.0.0.1";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Serial flood: bytes/s between the begin and end markers, as the host reads them.
-fn flood(setup: &Setup, mode: &str) -> Result<f64, String> {
+/// Serial flood: bytes/s between the begin and end markers, as the host reads them,
+/// and the write-type system calls sandvmm made meanwhile (`syscw` in
+/// /proc/PID/io, all threads: serial output and eventfd writes; unknown, NaN, where
+/// that file cannot be read).
+fn flood(setup: &Setup, mode: &str) -> Result<(f64, f64), String> {
     let kernel = setup.image("testkernel.elf");
     let mut child = std::process::Command::new(&setup.sandvmm)
         .args(["--kernel", &kernel, "--sandbox", mode])
@@ -31,9 +34,11 @@ fn flood(setup: &Setup, mode: &str) -> Result<f64, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
+    let pid = child.id();
     let out = child.stdout.as_mut().ok_or("no stdout")?;
     let (mut seen, mut buf) = (Vec::new(), vec![0u8; 65536]);
     let mut begin = None;
+    let mut writes_at_begin = f64::NAN;
     let deadline = Instant::now() + TIMEOUT;
     while Instant::now() < deadline {
         let n = out.read(&mut buf).map_err(|e| e.to_string())?;
@@ -43,15 +48,28 @@ fn flood(setup: &Setup, mode: &str) -> Result<f64, String> {
         seen.extend_from_slice(&buf[..n]);
         if begin.is_none() && contains(&seen, b"flood begin") {
             begin = Some(Instant::now());
+            writes_at_begin = write_calls(pid);
         }
         if contains(&seen[seen.len().saturating_sub(n + 64)..], b"flood end") {
             let secs = begin.ok_or("no begin marker")?.elapsed().as_secs_f64();
+            let writes = write_calls(pid) - writes_at_begin;
             let _ = child.wait();
-            return Ok(FLOOD_BYTES as f64 / secs);
+            return Ok((FLOOD_BYTES as f64 / secs, writes));
         }
     }
     let _ = child.kill();
     Err("serial flood did not finish".into())
+}
+
+/// The write-type system calls process `pid` has made so far, or NaN.
+fn write_calls(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("syscw: ")?.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -148,10 +166,15 @@ fn echo_rtts(setup: &Setup, size: usize) -> Result<Vec<f64>, String> {
 pub fn exits(setup: &Setup, report: &mut Report) -> Result<(), String> {
     let modes = ["enforce", "off"];
     let mut floods = [Vec::new(), Vec::new()];
+    let mut flood_writes = [Vec::new(), Vec::new()];
     let mut blasts = [Vec::new(), Vec::new()];
     for _ in 0..setup.runs.max(3) {
         for (i, mode) in modes.iter().enumerate() {
-            floods[i].push(flood(setup, mode)? / 1024.0);
+            let (rate, writes) = flood(setup, mode)?;
+            floods[i].push(rate / 1024.0);
+            if writes.is_finite() {
+                flood_writes[i].push(writes);
+            }
             blasts[i].push(blast(setup, mode, 64)?);
         }
     }
@@ -161,6 +184,12 @@ pub fn exits(setup: &Setup, report: &mut Report) -> Result<(), String> {
             format!("serial-flood 256 KiB (sandbox {mode})"),
             "KiB/s",
             &floods[i],
+        );
+        report.add(
+            "exits",
+            format!("serial-flood 256 KiB write calls (sandbox {mode})"),
+            "calls",
+            &flood_writes[i],
         );
         report.add(
             "exits",
