@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every guest image into images/out/ (README.md, "Images"):
 #   testkernel.elf, testkernel.bzImage   the sandvmm test kernel (seconds)
+#   tiny.elf                              the smallest guest, for the bench
 #   vmlinux, bzImage, initramfs.cpio     the Linux guest (minutes the first time;
 #                                          cached by input hash, see linux/build.sh)
 # Idempotent: installs missing Debian packages, skips what is up to date.
