@@ -179,15 +179,7 @@ fn every_thread_is_filtered_while_the_guest_runs() {
 fn real_workloads_run_without_violations_under_trap_and_log() {
     for mode in ["trap", "log"] {
         let kernel = testkernel();
-        let mut vm = Vm::start(&[
-            "--kernel",
-            kernel.to_str().unwrap(),
-            "--sandbox",
-            mode,
-            "--cmdline",
-            "scenario=echo",
-        ]);
-        vm.wait_for("SANDVMM-TEST: echo ready", BOOT);
+        let mut vm = start_echo(&["--sandbox", mode], BOOT);
         vm.send(b"one\ntwo\nquit\n");
         let pid = vm.pid();
         let run = vm.wait_exit(BOOT);

@@ -28,19 +28,10 @@ fn send(pid: u32, signal: libc::c_int) {
 
 #[test]
 fn each_stop_signal_ends_the_run_cleanly_under_each_mode() {
-    let kernel = testkernel();
     for mode in MODES {
         for (signal, name) in SIGNALS {
             let case = format!("{name} under --sandbox {mode}");
-            let mut vm = Vm::start(&[
-                "--kernel",
-                kernel.to_str().unwrap(),
-                "--sandbox",
-                mode,
-                "--cmdline",
-                "scenario=echo",
-            ]);
-            vm.wait_for("SANDVMM-TEST: echo ready", BOOT);
+            let vm = start_echo(&["--sandbox", mode], BOOT);
             let pid = vm.pid();
             send(pid, signal);
             let run = vm.wait_exit(BOOT);

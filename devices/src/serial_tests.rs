@@ -24,19 +24,6 @@ impl Write for Shared {
     }
 }
 
-/// Counts how many times the device pushed output, to check batching.
-struct CountingSink(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl Write for CountingSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().push(buf.to_vec());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 fn device(out: SerialOut) -> (SerialDevice, EventFdTrigger) {
     let irq = EventFdTrigger::new().unwrap();
     let irq_wait = irq.try_clone().unwrap();
@@ -63,10 +50,10 @@ fn output_reaches_the_sink_in_order() {
 
 #[test]
 fn a_string_write_is_pushed_out_once() {
-    let writes = Arc::new(Mutex::new(Vec::new()));
-    let (mut dev, _) = device(SerialOut::new(Box::new(CountingSink(writes.clone()))));
+    let sink = super::output::tests::Sink::default();
+    let (mut dev, _) = device(SerialOut::new(Box::new(sink.clone())));
     dev.write(COM1_BASE, THR, &[b'x'; 16]);
-    assert_eq!(*writes.lock().unwrap(), vec![vec![b'x'; 16]]);
+    assert_eq!(*sink.0.lock().unwrap(), vec![vec![b'x'; 16]]);
 }
 
 #[test]

@@ -144,16 +144,8 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, BuildError> {
     };
     vm.create_pit2(pit)
         .map_err(|e| BuildError::Kvm("create the PIT", e))?;
+    no_pit_reinjection(kvm, &vm)?;
     Ok(vm)
-}
-
-/// The slow part of setting up the VM in KVM, which [`crate::Vmm::run`] runs on a
-/// thread of its own while the main thread compiles the filters and puts the jail on:
-/// guest memory registration and [`no_pit_reinjection`], each of which can wait for
-/// SRCU grace periods (milliseconds on a busy or emulating host).
-pub fn finish_in_kvm(kvm: &Kvm, vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
-    register_memory(vm, mem)?;
-    no_pit_reinjection(kvm, vm)
 }
 
 /// Turns off the PIT's re-injection of missed ticks (`KVM_REINJECT_CONTROL`).
@@ -163,8 +155,12 @@ pub fn finish_in_kvm(kvm: &Kvm, vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), 
 /// busy or emulating host (two back-to-back `synchronize_srcu`, the second never
 /// expedited), spent in the `close` of the VM fd at exit. Linux guests count lost
 /// ticks themselves and use the PIT only to calibrate at boot (QEMU's
-/// `lost_tick_policy=discard`), so re-injection buys nothing. Turned off during
-/// set-up, the wait overlaps other work instead of delaying the exit.
+/// `lost_tick_policy=discard`), so re-injection buys nothing.
+///
+/// When: right after the PIT is created. Measured with the bench's whole-run part
+/// (docs/BENCHMARKS.md, "The whole run"), that is where the wait is shortest: on the
+/// thread that registers memory, a few milliseconds later, it usually took a full
+/// grace period, and left on, the exit waited that long in some runs.
 fn no_pit_reinjection(kvm: &Kvm, vm: &VmFd) -> Result<(), BuildError> {
     if !kvm.check_extension(Cap::ReinjectControl) {
         return Ok(());
@@ -189,8 +185,12 @@ fn no_pit_reinjection(kvm: &Kvm, vm: &VmFd) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Tells KVM about every guest memory region (part of [`finish_in_kvm`]).
-fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
+/// Tells KVM about every guest memory region.
+///
+/// Not part of [`build`]: KVM waits for an SRCU grace period on each registration,
+/// milliseconds on some hosts, so [`crate::Vmm::run`] does it on a thread of its own
+/// while the main thread compiles the filters and puts the jail on.
+pub fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildError> {
     for (slot, region) in mem.iter().enumerate() {
         let region_desc = kvm_userspace_memory_region {
             slot: slot as u32,

@@ -215,14 +215,14 @@ impl Vmm {
         // The first half of the jail needs this thread alone.
         let identity = plan.as_ref().map(jail::begin).transpose()?;
         let t1 = vcpu::monotonic_ns();
-        // Guest memory is registered and PIT re-injection turned off on a short-lived
-        // thread (KVM waits for SRCU grace periods there), while this one compiles the
-        // filters and finishes the jail; the thread ends before any vCPU starts.
-        let (kvm, vm, memory) = (&self._kvm, &self._vm, &self._memory);
+        // Guest memory is registered on a short-lived thread (KVM waits for an SRCU
+        // grace period), while this one compiles the filters and finishes the jail;
+        // the thread ends before any vCPU starts.
+        let (vm, memory) = (&self._vm, &self._memory);
         let (filters, reached, registered, times) = std::thread::scope(|scope| {
             let registration = std::thread::Builder::new()
-                .name("kvmsetup".into())
-                .spawn_scoped(scope, || builder::finish_in_kvm(kvm, vm, memory));
+                .name("memreg".into())
+                .spawn_scoped(scope, || builder::register_memory(vm, memory));
             let t2 = vcpu::monotonic_ns();
             let filters = confinement.sandbox.filters(&facts, &vcpu_fds);
             let t3 = vcpu::monotonic_ns();

@@ -262,4 +262,4 @@ impl Drop for SerialOut {
 
 #[cfg(test)]
 #[path = "output_tests.rs"]
-mod tests;
+pub(crate) mod tests;

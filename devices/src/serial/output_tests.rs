@@ -11,9 +11,10 @@ use crate::EventFdTrigger;
 
 const THR: u64 = 0;
 
-/// Records every write the device makes, so that tests see both bytes and batches.
+/// Records every write the device makes, so that tests see both bytes and batches
+/// (serial_tests.rs uses it too).
 #[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
+pub(crate) struct Sink(pub(crate) Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl Sink {
     fn bytes(&self) -> Vec<u8> {

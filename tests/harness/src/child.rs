@@ -287,6 +287,21 @@ impl Vm {
     }
 }
 
+/// Starts the test kernel's `echo` scenario with `flags` and waits until it reads input.
+pub fn start_echo(flags: &[&str], timeout: Duration) -> Vm {
+    let kernel = testkernel();
+    let mut args = vec![
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--cmdline",
+        "scenario=echo",
+    ];
+    args.extend_from_slice(flags);
+    let mut vm = Vm::start(&args);
+    vm.wait_for("SANDVMM-TEST: echo ready", timeout);
+    vm
+}
+
 /// Runs `sandvmm ARGS` with no input to completion.
 pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> Finished {
     let mut vm = Vm::start(args);
