@@ -16,8 +16,7 @@ use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::serial::{SerialDevice, SerialOut, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::{EventFdTrigger, EVENTFD_FLAGS};
 use kvm_bindings::{
-    kvm_pit_config, kvm_reinject_control, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES,
-    KVM_PIT_SPEAKER_DUMMY,
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use sandbox::{FdRole, RuntimeFacts};
@@ -29,6 +28,7 @@ use crate::config::{SerialTarget, VmConfig};
 use crate::event_loop::{ConsoleInput, ExitWatch};
 use crate::host::Host;
 use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
+use crate::pit::PitSetup;
 use crate::serial_flush::{SerialFlush, StdoutSink};
 use crate::vcpu::Vcpu;
 use crate::virtio_slot::{mmio_slot, MmioSlot};
@@ -76,6 +76,10 @@ pub enum BuildError {
     EventFd(#[source] io::Error),
     #[error("cannot create the serial flush timer")]
     FlushTimer(#[source] io::Error),
+    #[error("cannot start the thread that sets up the PIT")]
+    PitThread(#[source] io::Error),
+    #[error("KVM refused to turn off the PIT's tick re-injection")]
+    PitReinjection(#[source] io::Error),
     #[error("cannot register guest memory from its set-up thread")]
     MemoryThread(#[source] io::Error),
     #[error("cannot open serial output file {path}")]
@@ -144,45 +148,7 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, BuildError> {
     };
     vm.create_pit2(pit)
         .map_err(|e| BuildError::Kvm("create the PIT", e))?;
-    no_pit_reinjection(kvm, &vm)?;
     Ok(vm)
-}
-
-/// Turns off the PIT's re-injection of missed ticks (`KVM_REINJECT_CONTROL`).
-///
-/// With it on, KVM keeps an IRQ-ack notifier registered for the PIT, and unregistering
-/// it when the VM is destroyed waits for an SRCU grace period: many milliseconds on a
-/// busy or emulating host (two back-to-back `synchronize_srcu`, the second never
-/// expedited), spent in the `close` of the VM fd at exit. Linux guests count lost
-/// ticks themselves and use the PIT only to calibrate at boot (QEMU's
-/// `lost_tick_policy=discard`), so re-injection buys nothing.
-///
-/// When: right after the PIT is created. Measured with the bench's whole-run part
-/// (docs/BENCHMARKS.md, "The whole run"), that is where the wait is shortest: on the
-/// thread that registers memory, a few milliseconds later, it usually took a full
-/// grace period, and left on, the exit waited that long in some runs.
-fn no_pit_reinjection(kvm: &Kvm, vm: &VmFd) -> Result<(), BuildError> {
-    if !kvm.check_extension(Cap::ReinjectControl) {
-        return Ok(());
-    }
-    let control = kvm_reinject_control {
-        pit_reinject: 0,
-        ..Default::default()
-    };
-    // SAFETY: KVM_REINJECT_CONTROL reads a `kvm_reinject_control` (linux/kvm.h), which
-    // `control` is, alive for the call.
-    let rc = unsafe {
-        libc::ioctl(
-            vm.as_raw_fd(),
-            sandbox::consts::KVM_REINJECT_CONTROL as _,
-            &control as *const kvm_reinject_control,
-        )
-    };
-    if rc < 0 {
-        let e = kvm_ioctls::Error::last();
-        return Err(BuildError::Kvm("turn off PIT tick re-injection", e));
-    }
-    Ok(())
 }
 
 /// Tells KVM about every guest memory region.
@@ -292,6 +258,8 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     facts.add(FdRole::Stderr, libc::STDERR_FILENO);
     let kvm = open_kvm(config.vcpus)?;
     let vm = create_vm(&kvm)?;
+    // Overlaps the rest of the build; dropped (joined) before `vm` on an error.
+    let pit_setup = PitSetup::start(&kvm, &vm)?;
     facts
         .add(FdRole::Kvm, kvm.as_raw_fd())
         .add(FdRole::Kvm, vm.as_raw_fd());
@@ -405,6 +373,7 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     }
 
     Ok(Vmm {
+        pit_setup,
         _kvm: kvm,
         _vm: vm,
         _memory: mem,

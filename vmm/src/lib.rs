@@ -20,6 +20,7 @@ mod launch;
 pub mod logger;
 pub mod memory;
 pub mod net;
+pub mod pit;
 pub mod sandbox_cmd;
 pub mod serial_flush;
 pub mod signals;
@@ -99,6 +100,9 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
 /// A built VM, ready to run.
 pub struct Vmm {
+    /// Turning the PIT's re-injection off; first, so that it is joined before the VM
+    /// fd it uses closes.
+    pit_setup: pit::PitSetup,
     // Kept alive for as long as the vCPUs run.
     _kvm: Kvm,
     _vm: VmFd,
@@ -211,8 +215,10 @@ impl Vmm {
             }
         });
         let trace = self.vcpus.first().is_some_and(|v| v.trace_boot);
-        let t0 = vcpu::monotonic_ns();
         // The first half of the jail needs this thread alone.
+        let mut pit_setup = self.pit_setup;
+        pit_setup.finish()?;
+        let t0 = vcpu::monotonic_ns();
         let identity = plan.as_ref().map(jail::begin).transpose()?;
         let t1 = vcpu::monotonic_ns();
         // Guest memory is registered on a short-lived thread (KVM waits for an SRCU

@@ -16,6 +16,7 @@
 
 mod disk;
 mod filter_cost;
+mod kvm_costs;
 mod linux;
 mod render;
 mod report;

@@ -5,7 +5,7 @@
 //! PASS line arriving on the pipe; the enforcing sandbox with and without the jail, and
 //! neither, interleaved. The same trace gives the filters' compile time and the jail's.
 //!
-//! Memory: VmRSS and RssAnon of a VMM whose 1-vCPU, 128 MiB guest idles (the test
+//! Memory: VmRSS, RssAnon and RssFile of a VMM whose 1-vCPU, 128 MiB guest idles (the test
 //! kernel's `idle` scenario halts the vCPU), minus what the guest touched (the RSS of
 //! the guest-memory mapping, from /proc/PID/smaps).
 
@@ -165,6 +165,7 @@ fn status_kb(pid: u32, field: &str) -> Result<u64, String> {
 pub fn memory(setup: &Setup, report: &mut Report) -> Result<(), String> {
     let kernel = setup.image("testkernel.elf");
     let (mut rss, mut anon, mut guest) = (Vec::new(), Vec::new(), Vec::new());
+    let mut file = Vec::new();
     for _ in 0..setup.runs {
         let mut child = spawn(
             setup,
@@ -183,6 +184,7 @@ pub fn memory(setup: &Setup, report: &mut Report) -> Result<(), String> {
         let g = guest_rss_kb(pid)?;
         rss.push((status_kb(pid, "VmRSS:")? - g) as f64 / 1024.0);
         anon.push((status_kb(pid, "RssAnon:")? - g) as f64 / 1024.0);
+        file.push(status_kb(pid, "RssFile:")? as f64 / 1024.0);
         guest.push(g as f64 / 1024.0);
         let _ = child.kill();
         let _ = child.wait();
@@ -194,6 +196,12 @@ pub fn memory(setup: &Setup, report: &mut Report) -> Result<(), String> {
         &rss,
     );
     report.add("memory", "RssAnon without guest memory", "MiB", &anon);
+    report.add(
+        "memory",
+        "RssFile (pages of the binary and its libraries)",
+        "MiB",
+        &file,
+    );
     report.add("memory", "guest memory touched", "MiB", &guest);
     Ok(())
 }

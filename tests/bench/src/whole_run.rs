@@ -11,22 +11,23 @@
 //!                                                  (of which: the VM's teardown)
 //! ```
 //!
-//! The KVM floor of start-up is measured in the same rounds, in the bench process:
-//! `KVM_CREATE_VM` plus registering 128 MiB of guest memory, which sandvmm cannot do
-//! without. Variants are interleaved round by round.
+//! What KVM itself costs is measured in the same rounds, in the bench process
+//! (kvm_costs.rs): the floor of start-up (`KVM_CREATE_VM` plus registering 128 MiB of
+//! guest memory, which sandvmm cannot do without), the interrupt controllers and the
+//! PIT, and the `close` of a VM with the PIT's re-injection off and on. Variants are
+//! interleaved round by round.
 
 use std::process::{Command, Stdio};
 
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::Kvm;
 use vmm::vcpu::monotonic_ns;
 
+use crate::kvm_costs::{self, KvmCosts};
 use crate::report::Report;
 use crate::Setup;
 
 /// Rounds at least: the phases are a few milliseconds and the host is noisy.
 const MIN_ROUNDS: usize = 21;
-const GUEST_MEMORY: usize = 128 << 20;
 
 /// The CLOCK_MONOTONIC value after `key` in sandvmm's trace.
 fn trace_ns(stderr: &str, key: &str) -> Result<u128, String> {
@@ -75,41 +76,6 @@ fn one_run(setup: &Setup, flags: &[&str]) -> Result<[f64; 5], String> {
     ])
 }
 
-/// KVM_CREATE_VM plus registering the guest memory, in ms.
-fn kvm_floor(kvm: &Kvm) -> Result<f64, String> {
-    let t0 = monotonic_ns();
-    let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
-    // SAFETY: a fresh anonymous private mapping; checked below, unmapped at the end.
-    let host = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            GUEST_MEMORY,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if host == libc::MAP_FAILED {
-        return Err("cannot map guest memory".into());
-    }
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: GUEST_MEMORY as u64,
-        userspace_addr: host as u64,
-    };
-    // SAFETY: the region is the mapping above, which outlives the VM (dropped first).
-    let registered = unsafe { vm.set_user_memory_region(region) };
-    let t1 = monotonic_ns();
-    drop(vm);
-    // SAFETY: unmapping the mapping made above, no longer used by any VM.
-    unsafe { libc::munmap(host, GUEST_MEMORY) };
-    registered.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
-    Ok((t1 - t0) as f64 / 1e6)
-}
-
 pub fn whole_run(setup: &Setup, report: &mut Report) -> Result<(), String> {
     let variants: [(&str, &[&str]); 2] = [
         ("sandbox enforce, jail on", &[]),
@@ -120,14 +86,14 @@ pub fn whole_run(setup: &Setup, report: &mut Report) -> Result<(), String> {
     ];
     let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
     let mut phases = vec![[const { Vec::new() }; 5]; variants.len()];
-    let mut floor = Vec::new();
+    let mut costs = KvmCosts::default();
     for _ in 0..setup.runs.max(MIN_ROUNDS) {
         for (i, (_, flags)) in variants.iter().enumerate() {
             for (into, value) in phases[i].iter_mut().zip(one_run(setup, flags)?) {
                 into.push(value);
             }
         }
-        floor.push(kvm_floor(&kvm)?);
+        costs.measure(&kvm)?;
     }
     let names = [
         "exec -> first KVM_RUN",
@@ -141,11 +107,6 @@ pub fn whole_run(setup: &Setup, report: &mut Report) -> Result<(), String> {
             report.add("whole-run", format!("{name} ({variant})"), "ms", values);
         }
     }
-    report.add(
-        "whole-run",
-        "KVM floor: KVM_CREATE_VM + registering 128 MiB",
-        "ms",
-        &floor,
-    );
+    kvm_costs::report(&costs, report);
     Ok(())
 }

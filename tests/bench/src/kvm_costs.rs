@@ -1,0 +1,158 @@
+//! What KVM's own calls cost on this host, timed in the bench process: the start-up
+//! floor and the steps sandvmm adds to it, and the teardown with and without the PIT's
+//! tick re-injection (vmm/src/builder.rs, `no_pit_reinjection`). These are the figures
+//! that explain the whole run's start-up and exit, measured instead of traced.
+
+use kvm_bindings::{
+    kvm_pit_config, kvm_reinject_control, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Kvm, VmFd};
+use std::os::fd::AsRawFd;
+use vmm::vcpu::monotonic_ns;
+
+use crate::report::Report;
+
+const GUEST_MEMORY: usize = 128 << 20;
+
+/// The samples, in ms, one per round.
+#[derive(Default)]
+pub struct KvmCosts {
+    /// `KVM_CREATE_VM` plus registering the guest memory.
+    floor: Vec<f64>,
+    irqchip: Vec<f64>,
+    pit: Vec<f64>,
+    reinject_off: Vec<f64>,
+    close_reinject_off: Vec<f64>,
+    close_reinject_on: Vec<f64>,
+}
+
+/// Guest memory: an anonymous mapping, unmapped on drop.
+struct Mapping(*mut libc::c_void);
+
+impl Mapping {
+    fn new() -> Result<Mapping, String> {
+        // SAFETY: a fresh anonymous private mapping, checked below.
+        let host = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                GUEST_MEMORY,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        match host == libc::MAP_FAILED {
+            true => Err("cannot map guest memory".into()),
+            false => Ok(Mapping(host)),
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `new`; every VM using it is gone.
+        unsafe { libc::munmap(self.0, GUEST_MEMORY) };
+    }
+}
+
+fn ms(from: u128) -> f64 {
+    (monotonic_ns() - from) as f64 / 1e6
+}
+
+/// A VM as sandvmm builds one, each step timed: [floor, irqchip, PIT].
+fn build(kvm: &Kvm, memory: &Mapping) -> Result<(VmFd, [f64; 3]), String> {
+    let t = monotonic_ns();
+    let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: GUEST_MEMORY as u64,
+        userspace_addr: memory.0 as u64,
+    };
+    // SAFETY: the region is `memory`, which the caller keeps until the VM is closed.
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+    let floor = ms(t);
+    let t = monotonic_ns();
+    vm.create_irq_chip()
+        .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    let irqchip = ms(t);
+    let t = monotonic_ns();
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    Ok((vm, [floor, irqchip, ms(t)]))
+}
+
+fn reinjection_off(vm: &VmFd) -> Result<(), String> {
+    let control = kvm_reinject_control::default();
+    // SAFETY: KVM_REINJECT_CONTROL reads a `kvm_reinject_control`, alive for the call.
+    let rc = unsafe {
+        libc::ioctl(
+            vm.as_raw_fd(),
+            sandbox::consts::KVM_REINJECT_CONTROL as _,
+            &control as *const kvm_reinject_control,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(format!(
+            "KVM_REINJECT_CONTROL: {}",
+            std::io::Error::last_os_error()
+        )),
+    }
+}
+
+impl KvmCosts {
+    /// One round: a VM with re-injection turned off as sandvmm does, then one with it
+    /// left on, each closed.
+    pub fn measure(&mut self, kvm: &Kvm) -> Result<(), String> {
+        let memory = Mapping::new()?;
+        let (vm, [floor, irqchip, pit]) = build(kvm, &memory)?;
+        let t = monotonic_ns();
+        reinjection_off(&vm)?;
+        self.reinject_off.push(ms(t));
+        let t = monotonic_ns();
+        drop(vm);
+        self.close_reinject_off.push(ms(t));
+        self.floor.push(floor);
+        self.irqchip.push(irqchip);
+        self.pit.push(pit);
+        let (vm, _) = build(kvm, &memory)?;
+        let t = monotonic_ns();
+        drop(vm);
+        self.close_reinject_on.push(ms(t));
+        Ok(())
+    }
+}
+
+/// Adds the rows to the whole-run group.
+pub fn report(costs: &KvmCosts, report: &mut Report) {
+    for (name, values) in [
+        (
+            "KVM floor: KVM_CREATE_VM + registering 128 MiB",
+            &costs.floor,
+        ),
+        ("KVM: KVM_CREATE_IRQCHIP", &costs.irqchip),
+        ("KVM: KVM_CREATE_PIT2", &costs.pit),
+        (
+            "KVM: PIT re-injection off (KVM_REINJECT_CONTROL)",
+            &costs.reinject_off,
+        ),
+        (
+            "KVM: close of the VM, re-injection off",
+            &costs.close_reinject_off,
+        ),
+        (
+            "KVM: close of the VM, re-injection left on",
+            &costs.close_reinject_on,
+        ),
+    ] {
+        report.add("whole-run", name, "ms", values);
+    }
+}
