@@ -56,17 +56,22 @@ fn a_string_write_is_pushed_out_once() {
     assert_eq!(*sink.0.lock().unwrap(), vec![vec![b'x'; 16]]);
 }
 
+/// Reads the receive FIFO until it is empty, as a guest driver does.
+fn drain(dev: &mut SerialDevice) -> Vec<u8> {
+    let mut got = Vec::new();
+    while read_reg(dev, LSR) & LSR_DATA_READY != 0 {
+        got.push(read_reg(dev, THR));
+    }
+    got
+}
+
 #[test]
 fn input_is_paced_through_the_fifo() {
     let (mut dev, _) = device(SerialOut::discard());
     let input: Vec<u8> = (0..200u8).collect();
     dev.queue_input(&input);
     assert!(dev.pending_input() > 0, "the FIFO holds only 64 bytes");
-    let mut got = Vec::new();
-    while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
-        got.push(read_reg(&mut dev, THR));
-    }
-    assert_eq!(got, input);
+    assert_eq!(drain(&mut dev), input);
     assert_eq!(dev.pending_input(), 0);
 }
 
@@ -109,26 +114,13 @@ fn input_queued_during_loopback_arrives_afterwards() {
     dev.queue_input(&input);
     assert_eq!(read_reg(&mut dev, LSR) & LSR_DATA_READY, 0);
     dev.write(COM1_BASE, MCR, &[0x00]); // loopback off
-    let mut got = Vec::new();
-    while read_reg(&mut dev, LSR) & LSR_DATA_READY != 0 {
-        got.push(read_reg(&mut dev, THR));
-    }
-    assert_eq!(got, input);
+    assert_eq!(drain(&mut dev), input);
     assert_eq!(dev.pending_input(), 0);
 }
 
 #[test]
 fn a_failing_sink_is_dropped_without_stopping_the_guest() {
-    struct Broken;
-    impl Write for Broken {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::Error::from(io::ErrorKind::BrokenPipe))
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let (mut dev, _) = device(SerialOut::new(Box::new(Broken)));
+    let (mut dev, _) = device(SerialOut::new(Box::new(super::output::tests::Broken)));
     dev.write(COM1_BASE, THR, b"a");
     dev.write(COM1_BASE, THR, b"b");
     assert!(!dev.output().is_open());

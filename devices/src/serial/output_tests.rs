@@ -35,6 +35,18 @@ impl Write for Sink {
     }
 }
 
+/// A sink whose every write fails, as a closed pipe does (serial_tests.rs uses it too).
+pub(crate) struct Broken;
+
+impl Write for Broken {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A UART whose output is batched, and the read end of its timer kick.
 fn batched(out: SerialOut) -> (SerialDevice, EventFdTrigger) {
     let kick = EventFdTrigger::new().unwrap();
@@ -226,15 +238,6 @@ fn output_ending_exactly_at_the_limit_is_all_written() {
 
 #[test]
 fn a_failing_sink_stops_buffering() {
-    struct Broken;
-    impl Write for Broken {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::Error::from(io::ErrorKind::BrokenPipe))
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
     let (mut dev, _kick) = batched(SerialOut::new(Box::new(Broken)));
     print(&mut dev, b"lost\n");
     assert!(!dev.output().is_open());
