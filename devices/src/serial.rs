@@ -12,12 +12,20 @@
 //!   the guest drains it, so a large paste is neither lost nor held in an unbounded
 //!   buffer (the event loop stops reading stdin while [`SerialDevice::wants_input`]
 //!   is false and resumes on the `input_room` event).
+//! - an output watch for `--snapshot-on-serial` (serial/watch.rs): an eventfd written
+//!   the first time the guest prints a given text ([`SerialDevice::watch_output`]).
+//! - snapshot state (serial/state.rs): the UART's registers and FIFO plus the queued
+//!   host input, as [`SerialSnapshot`], and a restore that checks it.
 
 mod output;
+mod state;
+mod watch;
 
 use std::collections::VecDeque;
+use std::io;
 
 pub use output::{SerialOut, FLUSH_SIZE};
+pub use state::SerialSnapshot;
 use vm_superio::serial::NoEvents;
 use vm_superio::Serial;
 
@@ -35,6 +43,25 @@ pub const COM1_IRQ: u32 = 4;
 const RBR_OFFSET: u64 = 0;
 /// Host input queued beyond the FIFO; above this the event loop stops reading stdin.
 const PENDING_INPUT_LIMIT: usize = 64 * 1024;
+/// Most queued host input a snapshot may carry. The reader stops only once the queue
+/// is past [`PENDING_INPUT_LIMIT`], after a read of up to 4 KiB (vmm's event loop), so
+/// a real queue can exceed the limit by that much; twice the limit leaves room.
+pub const PENDING_INPUT_RESTORE_MAX: usize = 2 * PENDING_INPUT_LIMIT;
+/// Size of the UART's receive FIFO (a 16550A's, as vm-superio models it).
+pub const FIFO_SIZE: usize = 64;
+
+/// Errors of the serial console's set-up and restore.
+#[derive(Debug, thiserror::Error)]
+pub enum SerialError {
+    #[error("the serial output watch's pattern is empty")]
+    EmptyPattern,
+    #[error("the snapshot's receive FIFO holds {0} bytes, more than the UART's {FIFO_SIZE}")]
+    FifoOverflow(usize),
+    #[error("the snapshot has {0} bytes of queued serial input, more than the {PENDING_INPUT_RESTORE_MAX} allowed")]
+    PendingInput(usize),
+    #[error("cannot raise the serial interrupt that the snapshot has pending")]
+    Interrupt(#[source] io::Error),
+}
 
 /// The COM1 UART with host-side input queue and batched output.
 pub struct SerialDevice {
@@ -77,6 +104,16 @@ impl SerialDevice {
     /// Bytes of host input not yet in the FIFO.
     pub fn pending_input(&self) -> usize {
         self.pending_input.len()
+    }
+
+    /// Writes `trigger` the first time the guest prints `pattern`
+    /// ([`SerialOut::watch_output`], which says what counts).
+    pub fn watch_output(
+        &mut self,
+        pattern: Vec<u8>,
+        trigger: EventFdTrigger,
+    ) -> Result<(), SerialError> {
+        self.uart.writer_mut().watch_output(pattern, trigger)
     }
 
     /// Gives access to the output side, for tests.

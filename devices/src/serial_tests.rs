@@ -1,5 +1,6 @@
 //! Unit tests of the serial console: output batching and its limit, input pacing,
-//! with `Vec`-backed sinks and no KVM.
+//! the output watch, with `Vec`-backed sinks and no KVM. Snapshot tests are in
+//! serial/state_tests.rs, which shares the helpers here.
 use super::*;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ const LSR_THR_EMPTY: u8 = 0x20;
 
 /// A `Write` that the test can read back while the device owns it.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
 
 impl Write for Shared {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -24,13 +25,13 @@ impl Write for Shared {
     }
 }
 
-fn device(out: SerialOut) -> (SerialDevice, EventFdTrigger) {
+pub(super) fn device(out: SerialOut) -> (SerialDevice, EventFdTrigger) {
     let irq = EventFdTrigger::new().unwrap();
     let irq_wait = irq.try_clone().unwrap();
     (SerialDevice::new(irq, out, None), irq_wait)
 }
 
-fn read_reg(dev: &mut SerialDevice, offset: u64) -> u8 {
+pub(super) fn read_reg(dev: &mut SerialDevice, offset: u64) -> u8 {
     let mut b = [0u8];
     dev.read(COM1_BASE, offset, &mut b);
     b[0]
@@ -57,7 +58,7 @@ fn a_string_write_is_pushed_out_once() {
 }
 
 /// Reads the receive FIFO until it is empty, as a guest driver does.
-fn drain(dev: &mut SerialDevice) -> Vec<u8> {
+pub(super) fn drain(dev: &mut SerialDevice) -> Vec<u8> {
     let mut got = Vec::new();
     while read_reg(dev, LSR) & LSR_DATA_READY != 0 {
         got.push(read_reg(dev, THR));
@@ -154,4 +155,51 @@ fn output_that_ends_exactly_at_the_limit_is_all_written() {
     dev.write(COM1_BASE, THR, b"e");
     assert!(!dev.output().is_open());
     assert_eq!(&*sink.0.lock().unwrap(), b"abcd");
+}
+
+#[test]
+fn the_watch_fires_once_on_a_pattern_split_across_accesses() {
+    let sink = Shared::default();
+    let (mut dev, _) = device(SerialOut::new(Box::new(sink.clone())));
+    let trigger = EventFdTrigger::new().unwrap();
+    dev.watch_output(b"aab".to_vec(), trigger.clone()).unwrap();
+    for b in b"xaa" {
+        dev.write(COM1_BASE, THR, &[*b]);
+    }
+    assert!(trigger.read().is_err(), "no match yet");
+    dev.write(COM1_BASE, THR, b"ab");
+    assert_eq!(trigger.read().unwrap(), 1, "\"aab\" ends \"xaaab\"");
+    // The matching bytes were output before the watch fired.
+    assert_eq!(&*sink.0.lock().unwrap(), b"xaaab");
+    dev.write(COM1_BASE, THR, b"aab aab");
+    assert!(trigger.read().is_err(), "a watch fires only once");
+}
+
+#[test]
+fn the_watch_sees_output_that_no_longer_reaches_a_sink() {
+    let (mut dev, _) = device(SerialOut::discard());
+    let trigger = EventFdTrigger::new().unwrap();
+    dev.watch_output(b"# ".to_vec(), trigger.clone()).unwrap();
+    dev.write(COM1_BASE, THR, b"root@guest:~# ");
+    assert_eq!(trigger.read().unwrap(), 1);
+}
+
+#[test]
+fn an_empty_watch_pattern_is_refused() {
+    let (mut dev, _) = device(SerialOut::discard());
+    let e = dev
+        .watch_output(Vec::new(), EventFdTrigger::new().unwrap())
+        .unwrap_err();
+    assert!(matches!(e, SerialError::EmptyPattern), "{e}");
+}
+
+#[test]
+fn loopback_bytes_are_not_output_and_do_not_match() {
+    const MCR: u64 = 4;
+    let (mut dev, _) = device(SerialOut::discard());
+    let trigger = EventFdTrigger::new().unwrap();
+    dev.watch_output(b"ok".to_vec(), trigger.clone()).unwrap();
+    dev.write(COM1_BASE, MCR, &[0x10]); // loopback on
+    dev.write(COM1_BASE, THR, b"ok");
+    assert!(trigger.read().is_err());
 }

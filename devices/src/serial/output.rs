@@ -34,6 +34,8 @@
 
 use std::io::{self, Write};
 
+use super::watch::OutputWatch;
+use super::SerialError;
 use crate::EventFdTrigger;
 
 /// Waiting output is written once it reaches this many bytes, newline or not.
@@ -51,6 +53,8 @@ pub struct SerialOut {
     limit: Option<(u64, u64)>,
     /// The VMM thread's flush timer, when output is batched.
     timer: Option<FlushTimer>,
+    /// The `--snapshot-on-serial` watch, until it fires.
+    watch: Option<OutputWatch>,
 }
 
 /// The request line to the VMM thread's flush timer.
@@ -73,6 +77,7 @@ impl SerialOut {
             batch: Vec::with_capacity(FLUSH_SIZE),
             limit: None,
             timer: None,
+            watch: None,
         }
     }
 
@@ -93,6 +98,7 @@ impl SerialOut {
             batch: Vec::new(),
             limit: None,
             timer: None,
+            watch: None,
         }
     }
 
@@ -106,6 +112,21 @@ impl SerialOut {
             wrote: false,
         });
         self
+    }
+
+    /// Writes `trigger` the first time the guest's output contains `pattern`, then
+    /// never again; replaces any earlier watch. The whole stream counts, split across
+    /// accesses or not, and whether or not it still reaches the sink (past the limit,
+    /// `--serial none`). The trigger is written once the matching bytes are in the
+    /// output, so that a snapshot taken on it comes after them once the VMM flushes.
+    /// An empty pattern is refused: it would match before the guest printed anything.
+    pub fn watch_output(
+        &mut self,
+        pattern: Vec<u8>,
+        trigger: EventFdTrigger,
+    ) -> Result<(), SerialError> {
+        self.watch = Some(OutputWatch::new(pattern, trigger).ok_or(SerialError::EmptyPattern)?);
+        Ok(())
     }
 
     /// Called at the end of a guest access, with the buffer's length before it: writes
@@ -241,6 +262,12 @@ impl Write for SerialOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.open {
             self.batch.extend_from_slice(buf);
+        }
+        // Only now that the bytes are output: see `watch_output`.
+        if let Some(watch) = self.watch.as_mut() {
+            if watch.feed(buf) {
+                self.watch = None;
+            }
         }
         Ok(buf.len())
     }
