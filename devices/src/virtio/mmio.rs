@@ -6,12 +6,16 @@
 //! unknown registers are ignored, queue set-up that cannot work (a size that is not a
 //! power of two, rings outside guest memory) makes the device set DEVICE_NEEDS_RESET
 //! at DRIVER_OK, and each kind of misbehaviour is reported, rate-limited (`Warnings`).
+//!
+//! Snapshots: [`MmioTransport::snapshot`] and [`MmioTransport::restore`], with the
+//! state and its checks in state.rs.
 
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
+use super::state::{self, MmioSnapshot, QueueSnapshot, StateError};
 use super::{status, ActiveQueues, Interrupt, VirtioDevice, Warnings, VIRTIO_F_VERSION_1};
 use crate::bus::BusDevice;
 
@@ -96,6 +100,68 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// The device status register.
     pub fn status(&self) -> u32 {
         self.status
+    }
+
+    /// The transport's and the device's state. Between the VMM thread's events a
+    /// device has nothing in flight (see each device's `queue_states`), so this is all
+    /// there is.
+    pub fn snapshot(&self) -> MmioSnapshot {
+        // While DRIVER_OK is set the device is active and owns the queues: DRIVER_OK is
+        // only ever stored after a successful activation, and only a reset clears it.
+        let live = (self.status & status::DRIVER_OK != 0)
+            .then(|| self.device.queue_states())
+            .flatten();
+        let queues = match live {
+            Some(states) => states.into_iter().map(QueueSnapshot::from).collect(),
+            None => self.queues.iter().map(|q| q.state().into()).collect(),
+        };
+        MmioSnapshot {
+            device_type: self.device.device_type(),
+            status: self.status,
+            driver_features: self.driver_features,
+            queue_select: self.queue_select,
+            device_features_select: self.device_features_select,
+            driver_features_select: self.driver_features_select,
+            interrupt_status: self.interrupt.status(),
+            size_ok: self.size_ok.clone(),
+            queues,
+            config: self.device.config_space().to_vec(),
+        }
+    }
+
+    /// Puts the transport in the state `s`, after checking that `s` fits this device
+    /// and guest memory (state.rs says what is checked). With DRIVER_OK in `s` the
+    /// device is activated with the saved queues, as the driver's DRIVER_OK write did,
+    /// so its activation event is written and the VMM thread finishes the activation
+    /// (tap offloads, queued work) when its event loop runs. Whatever DEVICE_NEEDS_RESET
+    /// or FAILED say, DRIVER_OK means the device was active, and it is again.
+    ///
+    /// A snapshot that fails the checks leaves the transport as it was; a device that
+    /// then refuses activation leaves it reset, as at power-on.
+    pub fn restore(&mut self, s: &MmioSnapshot) -> Result<(), StateError> {
+        let queues = state::check(s, &self.device, &self.mem)?;
+        self.reset();
+        if s.status & status::DRIVER_OK != 0 {
+            let active = ActiveQueues {
+                mem: self.mem.clone(),
+                queues,
+                acked_features: s.driver_features,
+            };
+            if let Err(e) = self.device.activate(active, self.interrupt.clone()) {
+                self.reset();
+                return Err(StateError::Activate(e));
+            }
+        } else {
+            self.queues = queues;
+        }
+        self.size_ok = s.size_ok.clone();
+        self.queue_select = s.queue_select;
+        self.device_features_select = s.device_features_select;
+        self.driver_features_select = s.driver_features_select;
+        self.driver_features = s.driver_features;
+        self.status = s.status;
+        self.interrupt.restore_status(s.interrupt_status);
+        Ok(())
     }
 
     fn selected_queue(&mut self) -> Option<&mut Queue> {
@@ -328,4 +394,4 @@ impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
 
 #[cfg(test)]
 #[path = "mmio_tests.rs"]
-mod tests;
+pub(crate) mod tests;

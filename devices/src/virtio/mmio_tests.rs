@@ -7,7 +7,7 @@ use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::virtio::{ActivateError, INT_CONFIG_CHANGE, INT_USED_RING};
+use crate::virtio::{ActivateError, StateError, INT_CONFIG_CHANGE, INT_USED_RING};
 use crate::EventFdTrigger;
 
 const QUEUE_SIZE: u16 = 16;
@@ -22,6 +22,8 @@ struct Dummy {
     record: Arc<Mutex<Record>>,
     config: [u8; 8],
     fail_activation: bool,
+    /// The queues while active, as a real device keeps them.
+    queues: Option<Vec<Queue>>,
 }
 
 impl VirtioDevice for Dummy {
@@ -34,10 +36,8 @@ impl VirtioDevice for Dummy {
     fn queue_max_sizes(&self) -> &[u16] {
         &[QUEUE_SIZE, QUEUE_SIZE]
     }
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = *self.config.get(offset as usize + i).unwrap_or(&0);
-        }
+    fn config_space(&self) -> &[u8] {
+        &self.config
     }
     fn write_config(&mut self, offset: u64, data: &[u8]) -> bool {
         let end = offset as usize + data.len();
@@ -52,10 +52,15 @@ impl VirtioDevice for Dummy {
             return Err(ActivateError::Backend("no tap".into()));
         }
         self.record.lock().unwrap().activated = Some((q.queues.len(), q.acked_features));
+        self.queues = Some(q.queues);
         Ok(())
     }
     fn reset(&mut self) {
         self.record.lock().unwrap().resets += 1;
+        self.queues = None;
+    }
+    fn queue_states(&self) -> Option<Vec<virtio_queue::QueueState>> {
+        Some(self.queues.as_ref()?.iter().map(|q| q.state()).collect())
     }
 }
 
@@ -74,6 +79,7 @@ fn fixture() -> Fixture {
         record: record.clone(),
         config: *b"abcdefgh",
         fail_activation: false,
+        queues: None,
     };
     let interrupt = Arc::new(Interrupt::new(irq.try_clone().unwrap()));
     Fixture {
@@ -84,18 +90,18 @@ fn fixture() -> Fixture {
     }
 }
 
-fn r32(t: &mut MmioTransport<Dummy>, offset: u64) -> u32 {
+pub(crate) fn r32<D: VirtioDevice>(t: &mut MmioTransport<D>, offset: u64) -> u32 {
     let mut d = [0u8; 4];
     t.read(0, offset, &mut d);
     u32::from_le_bytes(d)
 }
 
-fn w32(t: &mut MmioTransport<Dummy>, offset: u64, v: u32) {
+pub(crate) fn w32<D: VirtioDevice>(t: &mut MmioTransport<D>, offset: u64, v: u32) {
     t.write(0, offset, &v.to_le_bytes());
 }
 
 /// Steps 1-6 of driver initialisation (virtio 1.2, 3.1.1), acking `features`.
-fn negotiate(t: &mut MmioTransport<Dummy>, features: u64) -> u32 {
+pub(crate) fn negotiate<D: VirtioDevice>(t: &mut MmioTransport<D>, features: u64) -> u32 {
     w32(t, 0x70, status::ACKNOWLEDGE);
     w32(t, 0x70, status::ACKNOWLEDGE | status::DRIVER);
     w32(t, 0x24, 0);
@@ -113,20 +119,31 @@ fn negotiate(t: &mut MmioTransport<Dummy>, features: u64) -> u32 {
 /// Sets up queue `index` with rings laid out by the mock at `base`, size `size`.
 fn setup_queue(f: &mut Fixture, index: u32, base: u64, size: u16) {
     let mock = MockSplitQueue::create(&f.mem, GuestAddress(base), QUEUE_SIZE);
-    w32(&mut f.t, 0x30, index);
-    w32(&mut f.t, 0x38, u32::from(size));
+    program_queue(&mut f.t, index, size, &mock);
+}
+
+/// Writes queue `index`'s size and the addresses of `mock`'s rings, then QueueReady.
+pub(crate) fn program_queue<D: VirtioDevice>(
+    t: &mut MmioTransport<D>,
+    index: u32,
+    size: u16,
+    mock: &MockSplitQueue<'_, GuestMemoryMmap>,
+) {
+    w32(t, 0x30, index);
+    w32(t, 0x38, u32::from(size));
     for (lo, addr) in [
         (0x80, mock.desc_table_addr()),
         (0x90, mock.avail_addr()),
         (0xa0, mock.used_addr()),
     ] {
-        w32(&mut f.t, lo, addr.0 as u32);
-        w32(&mut f.t, lo + 4, (addr.0 >> 32) as u32);
+        w32(t, lo, addr.0 as u32);
+        w32(t, lo + 4, (addr.0 >> 32) as u32);
     }
-    w32(&mut f.t, 0x44, 1);
+    w32(t, 0x44, 1);
 }
 
-const ALL_UP: u32 = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
+pub(crate) const ALL_UP: u32 =
+    status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
 
 #[test]
 fn identification_registers() {
@@ -286,4 +303,38 @@ fn stray_notifications_and_late_queue_writes_are_harmless() {
     // Clearing bits is not allowed either.
     w32(&mut f.t, 0x70, status::ACKNOWLEDGE);
     assert_eq!(r32(&mut f.t, 0x70), ALL_UP);
+}
+
+/// Snapshots themselves are tested on real devices in state_tests.rs; a dummy can
+/// refuse activation, which they cannot.
+#[test]
+fn a_restore_the_device_refuses_to_activate_leaves_the_transport_reset() {
+    let mut f = fixture();
+    negotiate(&mut f.t, VIRTIO_F_VERSION_1);
+    setup_queue(&mut f, 0, 0x1_0000, QUEUE_SIZE);
+    setup_queue(&mut f, 1, 0x2_0000, QUEUE_SIZE);
+    w32(&mut f.t, 0x70, ALL_UP);
+    let snap = f.t.snapshot();
+    assert_eq!(
+        snap.queues[1].desc_table, 0x2_0000,
+        "the device's live queues"
+    );
+
+    let mut g = fixture();
+    let reset = g.t.snapshot();
+    g.t.device_mut().fail_activation = true;
+    w32(&mut g.t, 0x70, status::ACKNOWLEDGE);
+    let e = g.t.restore(&snap).unwrap_err();
+    assert_eq!(
+        e,
+        StateError::Activate(ActivateError::Backend("no tap".into()))
+    );
+    assert_eq!(g.t.snapshot(), reset);
+    g.t.device_mut().fail_activation = false;
+    g.t.restore(&snap).unwrap();
+    assert_eq!(r32(&mut g.t, 0x70), ALL_UP);
+    assert_eq!(
+        g.record.lock().unwrap().activated,
+        Some((2, VIRTIO_F_VERSION_1))
+    );
 }

@@ -5,14 +5,18 @@
 //! device into a [`crate::bus::BusDevice`] speaking the virtio-mmio version 2 register
 //! layout. Interrupts go out through an [`Interrupt`]; queue notifications arrive on
 //! eventfds that the VMM registers as KVM ioeventfds, so neither side needs KVM here.
+//! [`state`] holds the transport's snapshot state and its checks.
 
 pub mod block;
 pub mod mmio;
 pub mod net;
+pub mod state;
+
+pub use state::{MmioSnapshot, QueueSnapshot, StateError};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueState};
 use vm_memory::GuestMemoryMmap;
 
 use crate::EventFdTrigger;
@@ -29,6 +33,9 @@ pub mod status {
 
 /// The device conforms to virtio 1.x, not the legacy interface (virtio 1.2, 6).
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// The driver and device use the `used_event` and `avail_event` fields (virtio 1.2, 6).
+/// No device here offers it.
+pub const VIRTIO_F_RING_EVENT_IDX: u64 = 1 << 29;
 
 /// Interrupt status bits (virtio 1.2, 4.2.2, InterruptStatus).
 pub const INT_USED_RING: u32 = 1;
@@ -92,6 +99,17 @@ impl Interrupt {
     fn clear(&self) {
         self.status.store(0, Ordering::SeqCst);
     }
+
+    /// Sets InterruptStatus from a snapshot and, if any bit is set, raises the
+    /// interrupt again. The VMM restores the interrupt controller too, but a second
+    /// interrupt costs the driver one look at the status register, while a lost one
+    /// would leave it waiting for ever.
+    fn restore_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+        if bits != 0 {
+            let _ = vm_superio::Trigger::trigger(&self.irq);
+        }
+    }
 }
 
 /// What the driver handed over at DRIVER_OK.
@@ -122,8 +140,14 @@ pub trait VirtioDevice: Send {
     fn features(&self) -> u64;
     /// Maximum size of each queue; the length is the number of queues.
     fn queue_max_sizes(&self) -> &[u16];
+    /// The device config space (virtio 1.2, 4.2.2, from offset 0x100): its length is
+    /// the space's size. Snapshots carry it so that a restore can tell a different
+    /// device (another MAC, another disk size) from the one saved.
+    fn config_space(&self) -> &[u8];
     /// Reads device config space at `offset`; bytes past its end read as zero.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_space(self.config_space(), offset, data);
+    }
     /// Writes device config space; returns false if the write is outside it or not
     /// writable (the transport then drops it and warns once).
     fn write_config(&mut self, offset: u64, data: &[u8]) -> bool;
@@ -135,6 +159,10 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stops the device and forgets the queues (status written to 0).
     fn reset(&mut self);
+    /// The live state of each queue, in queue order, while the device is active (from
+    /// `activate` until `reset`); `None` when it is not. Snapshots take the queues from
+    /// here, since after DRIVER_OK the device owns them.
+    fn queue_states(&self) -> Option<Vec<QueueState>>;
 }
 
 /// Warnings about a misbehaving guest, rate-limited per kind so that a hostile or

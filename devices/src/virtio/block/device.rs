@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -253,8 +253,8 @@ impl<B: BlockBackend> VirtioDevice for Block<B> {
     }
 
     /// Config space (5.2.4): capacity, size_max, seg_max, geometry (zero), blk_size.
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        crate::virtio::read_config_space(&self.config, offset, data);
+    fn config_space(&self) -> &[u8] {
+        &self.config
     }
 
     /// Nothing is writable without VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
@@ -292,6 +292,13 @@ impl<B: BlockBackend> VirtioDevice for Block<B> {
 
     fn reset(&mut self) {
         self.active = None;
+    }
+
+    /// Requests complete synchronously on the VMM thread, each before the next is
+    /// read, so none is in flight between events: the queue's indexes are all the
+    /// state there is, and the disk's contents are the image's.
+    fn queue_states(&self) -> Option<Vec<QueueState>> {
+        Some(vec![self.active.as_ref()?.queue.state()])
     }
 }
 

@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueState, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -67,7 +67,9 @@ pub struct Net<B: NetBackend = Tap> {
     activate_evt: EventFd,
     active: Option<Active>,
     rx_frame: Vec<u8>,
-    /// Length of the frame in `rx_frame` waiting for guest buffers.
+    /// Length of the frame in `rx_frame` waiting for guest buffers. Not snapshot
+    /// state: a frame read from the tap but not yet delivered is lost across a
+    /// snapshot, as any frame a full queue drops; the guest's TCP resends it.
     rx_pending: Option<usize>,
     /// The backend signalled readable and has not yet returned `WouldBlock`.
     backend_readable: bool,
@@ -106,6 +108,11 @@ impl<B: NetBackend> Net<B> {
     /// Written when the driver activates the device.
     pub fn activate_evt(&self) -> &EventFd {
         &self.activate_evt
+    }
+
+    /// The device's MAC address.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
     }
 
     /// The backend's fd.
@@ -360,8 +367,8 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
     }
 
     /// Config space (5.1.4): just `mac`, since only VIRTIO_NET_F_MAC is offered.
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        crate::virtio::read_config_space(&self.mac, offset, data);
+    fn config_space(&self) -> &[u8] {
+        &self.mac
     }
 
     /// In virtio 1.x the MAC is read-only for the driver (5.1.4.2).
@@ -415,6 +422,14 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
         self.active = None;
         self.rx_pending = None;
         self.backend_readable = true;
+    }
+
+    /// RX then TX. Every chain the device takes is completed before it returns to
+    /// the event loop (or given back, for RX buffers a frame did not fill), so the
+    /// indexes are the whole queue state; see `rx_pending` for the frame that is not.
+    fn queue_states(&self) -> Option<Vec<QueueState>> {
+        let active = self.active.as_ref()?;
+        Some(vec![active.rx.state(), active.tx.state()])
     }
 }
 
