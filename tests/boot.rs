@@ -91,25 +91,6 @@ fn a_prompt_without_a_newline_shows_while_the_guest_waits() {
         .contains("SANDVMM-TEST: prompt> \nSANDVMM-TEST: prompt answered\n"));
 }
 
-/// Payload rule of the serial-flood scenario (images/testkernel/scenarios.c).
-fn flood_payload(n: usize) -> Vec<u8> {
-    (0..n)
-        .map(|i| {
-            if i % 64 == 63 {
-                b'\n'
-            } else {
-                b'a' + ((i / 64 + i % 64) % 26) as u8
-            }
-        })
-        .collect()
-}
-
-fn fnv1a(data: &[u8]) -> u32 {
-    data.iter().fold(0x811c_9dc5, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 #[test]
 fn serial_flood_of_one_mib_arrives_complete() {
     const BYTES: usize = 1 << 20;
@@ -120,23 +101,7 @@ fn serial_flood_of_one_mib_arrives_complete() {
         Duration::from_secs(300),
     );
     run.assert_guest_printed("SANDVMM-TEST: PASS serial-flood");
-    let out = run.stdout.as_bytes();
-    let begin = format!("SANDVMM-TEST: flood begin bytes={BYTES}\n");
-    let start = find(out, begin.as_bytes()).expect("no flood begin line") + begin.len();
-    let end =
-        start + find(&out[start..], b"\nSANDVMM-TEST: flood end fnv=").expect("no flood end line");
-    let payload = &out[start..end];
-    assert_eq!(payload.len(), BYTES, "payload length");
-    assert!(
-        payload == flood_payload(BYTES).as_slice(),
-        "payload differs from the pattern"
-    );
-    let printed = &run.stdout[end + "\nSANDVMM-TEST: flood end fnv=".len()..][..8];
-    assert_eq!(printed, format!("{:08x}", fnv1a(payload)), "guest checksum");
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    common::flood::assert_complete(run.stdout.as_bytes(), BYTES);
 }
 
 #[test]
@@ -196,9 +161,10 @@ fn serial_file_output_is_cut_at_its_limit() {
     assert_eq!(logged.len(), MAX, "file size");
     // What is there is the start of the output, byte for byte.
     let begin = format!("SANDVMM-TEST: flood begin bytes={BYTES}\n");
-    let start = find(&logged, begin.as_bytes()).expect("no flood begin line") + begin.len();
+    let start =
+        common::flood::find(&logged, begin.as_bytes()).expect("no flood begin line") + begin.len();
     assert!(
-        logged[start..] == flood_payload(BYTES)[..MAX - start],
+        logged[start..] == common::flood::payload(BYTES)[..MAX - start],
         "the file is not the start of the flood"
     );
 }

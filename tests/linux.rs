@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::http::{self, HttpServer, Transfer};
 use common::netns::{NetNs, GUEST_IP, HOST_IP, TAP};
-use common::workload::{self, PROMPT};
+use common::workload::{self, linux_args, PROMPT};
 use common::*;
 
 const LINUX_BOOT: Duration = Duration::from_secs(300);
@@ -32,19 +32,6 @@ const WORKLOAD: Duration = Duration::from_secs(900);
 const DISK_WORKLOAD: Duration = Duration::from_secs(900);
 /// What the workload writes to the console between its serial markers.
 const SERIAL_BYTES: usize = 256 * 1024;
-
-fn linux_args(kernel: &str, cpus: &str) -> Vec<String> {
-    let kernel = image(kernel);
-    let initrd = image("initramfs.cpio");
-    vec![
-        "--kernel".into(),
-        kernel.to_str().unwrap().into(),
-        "--initrd".into(),
-        initrd.to_str().unwrap().into(),
-        "--cpus".into(),
-        cpus.into(),
-    ]
-}
 
 /// A copy of the root disk image in `dir` (the guest writes to it).
 fn root_disk(dir: &Scratch) -> std::path::PathBuf {

@@ -7,7 +7,11 @@
 //! names below, the escape demonstration, the bench and the tests. The tap code in
 //! `devices` takes the same libc constants directly.
 
-use kvm_bindings::{kvm_regs, kvm_sregs, kvm_translation, kvm_userspace_memory_region};
+use kvm_bindings::{
+    kvm_clock_data, kvm_debugregs, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msrs,
+    kvm_pit_state2, kvm_regs, kvm_sregs, kvm_translation, kvm_userspace_memory_region,
+    kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+};
 
 /// The ioctl type of KVM (linux/kvm.h, `KVMIO`).
 const KVMIO: u32 = 0xae;
@@ -23,6 +27,17 @@ pub const KVM_GET_REGS: u64 = libc::_IOR::<kvm_regs>(KVMIO, 0x81) as u64;
 pub const KVM_SET_REGS: u64 = libc::_IOW::<kvm_regs>(KVMIO, 0x82) as u64;
 pub const KVM_GET_SREGS: u64 = libc::_IOR::<kvm_sregs>(KVMIO, 0x83) as u64;
 pub const KVM_TRANSLATE: u64 = libc::_IOWR::<kvm_translation>(KVMIO, 0x85) as u64;
+// The state a snapshot reads: the VM's, then a vCPU's.
+pub const KVM_GET_IRQCHIP: u64 = libc::_IOWR::<kvm_irqchip>(KVMIO, 0x62) as u64;
+pub const KVM_GET_CLOCK: u64 = libc::_IOR::<kvm_clock_data>(KVMIO, 0x7c) as u64;
+pub const KVM_GET_PIT2: u64 = libc::_IOR::<kvm_pit_state2>(KVMIO, 0x9f) as u64;
+pub const KVM_GET_MSRS: u64 = libc::_IOWR::<kvm_msrs>(KVMIO, 0x88) as u64;
+pub const KVM_GET_LAPIC: u64 = libc::_IOR::<kvm_lapic_state>(KVMIO, 0x8e) as u64;
+pub const KVM_GET_MP_STATE: u64 = libc::_IOR::<kvm_mp_state>(KVMIO, 0x98) as u64;
+pub const KVM_GET_VCPU_EVENTS: u64 = libc::_IOR::<kvm_vcpu_events>(KVMIO, 0x9f) as u64;
+pub const KVM_GET_DEBUGREGS: u64 = libc::_IOR::<kvm_debugregs>(KVMIO, 0xa1) as u64;
+pub const KVM_GET_XSAVE: u64 = libc::_IOR::<kvm_xsave>(KVMIO, 0xa4) as u64;
+pub const KVM_GET_XCRS: u64 = libc::_IOR::<kvm_xcrs>(KVMIO, 0xa6) as u64;
 // linux/if_tun.h
 pub const TUNSETIFF: u64 = libc::TUNSETIFF;
 pub const TUNSETOFFLOAD: u64 = libc::TUNSETOFFLOAD;
@@ -53,6 +68,16 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("KVM_SET_USER_MEMORY_REGION", KVM_SET_USER_MEMORY_REGION),
     ("KVM_CREATE_VCPU", KVM_CREATE_VCPU),
     ("KVM_SET_REGS", KVM_SET_REGS),
+    ("KVM_GET_IRQCHIP", KVM_GET_IRQCHIP),
+    ("KVM_GET_CLOCK", KVM_GET_CLOCK),
+    ("KVM_GET_PIT2", KVM_GET_PIT2),
+    ("KVM_GET_MSRS", KVM_GET_MSRS),
+    ("KVM_GET_LAPIC", KVM_GET_LAPIC),
+    ("KVM_GET_MP_STATE", KVM_GET_MP_STATE),
+    ("KVM_GET_VCPU_EVENTS", KVM_GET_VCPU_EVENTS),
+    ("KVM_GET_DEBUGREGS", KVM_GET_DEBUGREGS),
+    ("KVM_GET_XSAVE", KVM_GET_XSAVE),
+    ("KVM_GET_XCRS", KVM_GET_XCRS),
     ("TUNSETIFF", TUNSETIFF),
     ("TUNSETOFFLOAD", TUNSETOFFLOAD),
     ("TCGETS", TCGETS),

@@ -46,11 +46,20 @@ pub enum FdRole {
     Vcpu,
     /// KVM's system fd, the VM fd and every vCPU fd.
     Kvm,
+    /// The snapshot files of a run with `--snapshot-to` (state and memory).
+    Snapshot,
+    /// The VM fd, in a run that can take a snapshot (VMM filter only).
+    SnapshotVm,
+    /// The calling thread's own vCPU fd, in a run that can take a snapshot (vCPU
+    /// filters only).
+    SnapshotVcpu,
+    /// The file guest memory is mapped from (`--restore`): kept open, named by no rule.
+    Memory,
 }
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 14] = [
+    pub const ALL: [FdRole; 18] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
@@ -65,6 +74,10 @@ impl FdRole {
         FdRole::Helper,
         FdRole::Vcpu,
         FdRole::Kvm,
+        FdRole::Snapshot,
+        FdRole::SnapshotVm,
+        FdRole::SnapshotVcpu,
+        FdRole::Memory,
     ];
 
     /// Its name in a policy file, after the `$`.
@@ -84,6 +97,10 @@ impl FdRole {
             FdRole::Helper => "helper",
             FdRole::Vcpu => "vcpu",
             FdRole::Kvm => "kvm",
+            FdRole::Snapshot => "snapshot",
+            FdRole::SnapshotVm => "snapvm",
+            FdRole::SnapshotVcpu => "snapvcpu",
+            FdRole::Memory => "memory",
         }
     }
 }
@@ -205,7 +222,12 @@ impl RuntimeFacts {
             .add(FdRole::Helper, 17)
             .add(FdRole::Epoll, 19)
             .add(FdRole::Kvm, 21)
-            .add(FdRole::Vcpu, 21);
+            .add(FdRole::Vcpu, 21)
+            .add(FdRole::Snapshot, 29)
+            .add(FdRole::Snapshot, 30)
+            .add(FdRole::SnapshotVm, 5)
+            .add(FdRole::SnapshotVcpu, 21)
+            .add(FdRole::Memory, 31);
         facts
     }
 }

@@ -226,7 +226,7 @@ pub enum ShowFormat {
 pub struct RunArgs {
     /// Guest kernel: an uncompressed ELF vmlinux (entered through the 64-bit boot
     /// protocol) or a bzImage.
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH", required_unless_present = "restore")]
     pub kernel: Option<PathBuf>,
 
     /// Initial ramdisk (an initramfs cpio archive), placed at the top of low memory.
@@ -291,6 +291,32 @@ pub struct RunArgs {
     /// For demonstrations and tests only.
     #[arg(long)]
     pub demo_escape: bool,
+
+    /// Where a snapshot of the running guest goes: DIR (created if needed) gets the
+    /// files `state` and `memory`, opened (and truncated) at start-up. A snapshot is
+    /// taken on --snapshot-on-serial or on SIGUSR1; sandvmm then exits 0 unless
+    /// --snapshot-continue is given.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_to: Option<PathBuf>,
+
+    /// Takes the snapshot the first time the guest's serial output contains TEXT
+    /// (for example its shell prompt).
+    #[arg(long, value_name = "TEXT", requires = "snapshot_to")]
+    pub snapshot_on_serial: Option<String>,
+
+    /// Keeps the guest running after a snapshot.
+    #[arg(long, requires = "snapshot_to")]
+    pub snapshot_continue: bool,
+
+    /// Starts from the snapshot in DIR instead of booting a kernel. The memory size,
+    /// vCPUs and guest state come from the snapshot; give --net and --disk again, in
+    /// the same order and matching the snapshot's devices.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["kernel", "initrd", "cmdline", "cpus", "memory"]
+    )]
+    pub restore: Option<PathBuf>,
 
     /// The jail around the seccomp filters: `on` closes inherited fds, drops root for
     /// the jail user, enters new user, mount, IPC, UTS, network and cgroup namespaces

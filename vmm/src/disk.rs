@@ -29,6 +29,12 @@ pub enum DiskSetupError {
 /// The device's handle for the event loop.
 pub type DiskHandler = Arc<Mutex<BlockEventHandler<DiskFile>>>;
 
+/// A built disk: its event handler, and its transport for snapshots.
+pub struct BuiltDisk {
+    pub handler: DiskHandler,
+    pub transport: crate::snapshot::take::DiskTransport,
+}
+
 /// Builds disk `index` (named `diskN`) from `config` in `slot`, places it on `mmio` and
 /// wires its interrupt and queue notification into `vm`.
 pub fn build_disk(
@@ -39,7 +45,7 @@ pub fn build_disk(
     slot: MmioSlot,
     config: &DiskConfig,
     facts: &mut RuntimeFacts,
-) -> Result<DiskHandler, DiskSetupError> {
+) -> Result<BuiltDisk, DiskSetupError> {
     let name = format!("disk{index}");
     let file = match &config.backend {
         DiskBackend::Path(path) => DiskFile::open(path, config.read_only)?,
@@ -54,5 +60,8 @@ pub fn build_disk(
     // One request queue: the driver writes 0 to QueueNotify.
     let interrupt = virtio_slot::wire(vm, slot, &[block.queue_evt()], facts)?;
     let transport = virtio_slot::place(mmio, mem, slot, &name, block, interrupt)?;
-    Ok(Arc::new(Mutex::new(BlockEventHandler::new(transport))))
+    Ok(BuiltDisk {
+        handler: Arc::new(Mutex::new(BlockEventHandler::new(transport.clone()))),
+        transport,
+    })
 }

@@ -33,6 +33,8 @@ pub enum Outcome {
     VcpuFailed { index: u8, error: VcpuError },
     /// A stop signal arrived (SIGTERM, SIGINT, SIGHUP or SIGQUIT).
     Signal(libc::c_int),
+    /// A snapshot was written, and the run ends with it.
+    Snapshot,
 }
 
 /// Waits for the end of the VM.
@@ -42,6 +44,9 @@ pub struct ExitWatch {
     quit: Arc<EventFd>,
     reports: Receiver<VcpuReport>,
     signals: Option<StopSignals>,
+    /// Written when the guest prints `--snapshot-on-serial`'s text.
+    snapshot_trigger: Option<EventFdTrigger>,
+    snapshot_wanted: bool,
     outcome: Option<Outcome>,
 }
 
@@ -60,6 +65,8 @@ impl ExitWatch {
             quit,
             reports,
             signals: None,
+            snapshot_trigger: None,
+            snapshot_wanted: false,
             outcome: None,
         }
     }
@@ -68,6 +75,18 @@ impl ExitWatch {
     /// joins the event loop.
     pub fn watch_signals(&mut self, signals: StopSignals) {
         self.signals = Some(signals);
+    }
+
+    /// Also asks for a snapshot when `trigger` is written; call before the watch joins
+    /// the event loop.
+    pub fn watch_snapshot_trigger(&mut self, trigger: EventFdTrigger) {
+        self.snapshot_trigger = Some(trigger);
+    }
+
+    /// Whether a snapshot was asked for (SIGUSR1 or the serial trigger) since the last
+    /// call.
+    pub fn take_snapshot_request(&mut self) -> bool {
+        std::mem::take(&mut self.snapshot_wanted)
     }
 
     /// The outcome, once there is one.
@@ -85,6 +104,7 @@ impl ExitWatch {
 impl MutEventSubscriber for ExitWatch {
     fn init(&mut self, ops: &mut EventOps) {
         let signals = self.signals.as_ref().map(AsRawFd::as_raw_fd);
+        let trigger = self.snapshot_trigger.as_ref().map(|t| t.as_raw_fd());
         for fd in [
             self.reset.as_raw_fd(),
             self.vcpu_wake.as_raw_fd(),
@@ -92,6 +112,7 @@ impl MutEventSubscriber for ExitWatch {
         ]
         .into_iter()
         .chain(signals)
+        .chain(trigger)
         {
             if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
                 log::error!("cannot watch exit events: {e:?}");
@@ -113,7 +134,17 @@ impl MutEventSubscriber for ExitWatch {
             .filter(|s| s.as_raw_fd() == fd)
             .and_then(StopSignals::read)
         {
-            self.record(Outcome::Signal(signal));
+            match signal {
+                libc::SIGUSR1 => self.snapshot_wanted = true,
+                _ => self.record(Outcome::Signal(signal)),
+            }
+        } else if let Some(trigger) = self
+            .snapshot_trigger
+            .as_ref()
+            .filter(|t| t.as_raw_fd() == fd)
+        {
+            let _ = trigger.read();
+            self.snapshot_wanted = true;
         } else if fd == self.vcpu_wake.as_raw_fd() {
             let _ = self.vcpu_wake.read();
             while let Ok(report) = self.reports.try_recv() {

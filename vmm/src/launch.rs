@@ -13,7 +13,7 @@ use crate::config::{self, VmConfig};
 use crate::event_loop::Outcome;
 use crate::host::Host;
 use crate::signals::StopSignals;
-use crate::{builder, helper, Confinement, Error, JailSetup};
+use crate::{builder, helper, snapshot, Confinement, Error, JailSetup};
 
 /// Builds and runs a VM. `trace_boot` prints start-up timestamps on stderr.
 pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
@@ -51,7 +51,7 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     };
     // From here on a stop signal waits for the event loop, which ends the run cleanly
     // (signals.rs); the helper, forked before, keeps the default dispositions.
-    let signals = StopSignals::block().map_err(Error::StopSignals)?;
+    let signals = StopSignals::block(config.snapshot.is_some()).map_err(Error::StopSignals)?;
     // A bad policy file is an error before anything is built.
     let sb = &config.sandbox;
     let sandbox = Sandbox::load(sb.mode, sb.profile, sb.optimize, sb.policy_file.as_deref())?;
@@ -62,7 +62,14 @@ pub fn run(config: &VmConfig, trace_boot: bool) -> Result<Outcome, Error> {
     if let Some(file) = &report {
         sandbox::report::set_report_file(file.as_raw_fd(), &report_context(sb))?;
     }
-    let vmm = builder::build(config, host, trace_boot)?;
+    // A snapshot to restore is read and checked before anything is built; the guest's
+    // shape (memory, vCPUs) is its.
+    let loaded = config.restore.as_deref().map(snapshot::load).transpose()?;
+    let restored = loaded
+        .as_ref()
+        .map(|l| config.restored(&l.snapshot.machine));
+    let config = restored.as_ref().unwrap_or(config);
+    let vmm = builder::build(config, host, trace_boot, loaded)?;
     if sb.mode == sandbox::Mode::Trap {
         crate::serial_flush::flush_on_trap(vmm.serial.clone())?;
     }

@@ -24,6 +24,7 @@ pub mod pit;
 pub mod sandbox_cmd;
 pub mod serial_flush;
 pub mod signals;
+pub mod snapshot;
 pub mod terminal;
 pub mod vcpu;
 pub mod virtio_slot;
@@ -88,6 +89,8 @@ pub enum Error {
     ReportContext(#[from] sandbox::report::ReportError),
     #[error(transparent)]
     Helper(#[from] helper::HelperError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("vcpu{index}: {error}")]
     Vcpu {
         index: u8,
@@ -124,8 +127,12 @@ pub struct Vmm {
     stop: Arc<AtomicBool>,
     /// Every fd the VM holds, by role, and the pid: what the filters may name.
     facts: RuntimeFacts,
-    /// What was loaded, for the caller to report.
-    pub boot: BootInfo,
+    /// Takes snapshots, in a run with `--snapshot-to`.
+    snapshotter: Option<snapshot::Snapshotter>,
+    /// The KVM state of a `--restore`, written once guest memory is registered.
+    restore: Option<snapshot::setup::KvmRestore>,
+    /// What was loaded, for the caller to report; None for a restore.
+    pub boot: Option<BootInfo>,
 }
 
 /// The confinement of one run: the seccomp policy and, unless `--jail off`, the jail.
@@ -252,6 +259,9 @@ impl Vmm {
             )
         });
         registered?;
+        if let Some(state) = &self.restore {
+            snapshot::setup::apply_kvm_state(state, &self._vm, self.vcpus.iter().map(|v| &v.fd))?;
+        }
         let filters = filters?;
         if let Some(notice) = reached?.and_then(|r| r.notice()) {
             log::warn!("{notice}");
@@ -298,18 +308,36 @@ impl Vmm {
             return Err(Error::Sandbox(e));
         }
 
+        let mut snapshotter = self.snapshotter;
         let outcome = loop {
             if let Err(e) = events.run() {
                 stop_vcpus(handles, &self.stop, &self.serial);
                 return Err(Error::EventLoop(e));
             }
-            let taken = self
-                .exit_watch
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take_outcome();
+            let (taken, snapshot_wanted) = {
+                let mut watch = self.exit_watch.lock().unwrap_or_else(|p| p.into_inner());
+                (watch.take_outcome(), watch.take_snapshot_request())
+            };
             if let Some(outcome) = taken {
                 break outcome;
+            }
+            let Some(snapshotter) = snapshotter.as_mut().filter(|_| snapshot_wanted) else {
+                continue;
+            };
+            let running = snapshot::take::Running {
+                vm: &self._vm,
+                mem: &self._memory,
+                serial: &self.serial,
+                handles: &handles,
+                stop: &self.stop,
+            };
+            match snapshotter.take(running) {
+                Ok(snapshot::take::After::Continue) => {}
+                Ok(snapshot::take::After::Exit) => break Outcome::Snapshot,
+                Err(e) => {
+                    stop_vcpus(handles, &self.stop, &self.serial);
+                    return Err(e.into());
+                }
             }
         };
         let ended = vcpu::monotonic_ns();

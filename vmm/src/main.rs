@@ -67,6 +67,7 @@ fn run_vm(args: vmm::cli::RunArgs) -> ExitCode {
             eprintln!("sandvmm: stopped by {}", vmm::signals::name(signal));
             ExitCode::SUCCESS
         }
+        Ok(Outcome::Snapshot) => ExitCode::SUCCESS,
         Ok(Outcome::VcpuFailed { index, error }) => {
             eprintln!("sandvmm: vcpu{index}: {}", chain(&error));
             ExitCode::FAILURE

@@ -77,6 +77,8 @@ pub enum MemoryError {
     },
     #[error("cannot keep guest memory out of core dumps")]
     DontDump(#[source] std::io::Error),
+    #[error("cannot map guest memory from the snapshot's memory file")]
+    Map(#[source] std::io::Error),
 }
 
 /// The guest RAM ranges for `size` bytes: one range below the MMIO gap, and a second
@@ -104,6 +106,12 @@ pub fn lowmem_end(size: u64) -> u64 {
 pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
     let mem = GuestMemoryMmap::from_ranges(&ram_ranges(size))
         .map_err(|source| MemoryError::Allocate { size, source })?;
+    dont_dump(&mem)?;
+    Ok(mem)
+}
+
+/// Keeps `mem` out of core dumps (`MADV_DONTDUMP`).
+pub fn dont_dump(mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
     for region in mem.iter() {
         // SAFETY: advice on a mapping `mem` owns, of its own length; DONTDUMP changes
         // only what a core dump includes.
@@ -118,7 +126,7 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
             return Err(MemoryError::DontDump(std::io::Error::last_os_error()));
         }
     }
-    Ok(mem)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,6 +28,12 @@ pub enum NetSetupError {
 /// The device's handle for the event loop.
 pub type NetHandler = Arc<Mutex<NetEventHandler<Tap>>>;
 
+/// A built net device: its event handler, and its transport for snapshots.
+pub struct BuiltNet {
+    pub handler: NetHandler,
+    pub transport: crate::snapshot::take::NetTransport,
+}
+
 /// Builds device `index` from `config`, places it on `mmio` and wires its interrupt and
 /// notifications into `vm`.
 pub fn build_net(
@@ -37,7 +43,7 @@ pub fn build_net(
     index: usize,
     config: &NetConfig,
     facts: &mut RuntimeFacts,
-) -> Result<NetHandler, NetSetupError> {
+) -> Result<BuiltNet, NetSetupError> {
     let name = format!("net{index}");
     let slot = mmio_slot(index);
     let tap = match &config.backend {
@@ -51,5 +57,8 @@ pub fn build_net(
     let queues = [net.queue_evt(RX_QUEUE), net.queue_evt(TX_QUEUE)];
     let interrupt = virtio_slot::wire(vm, slot, &queues, facts)?;
     let transport = virtio_slot::place(mmio, mem, slot, &name, net, interrupt)?;
-    Ok(Arc::new(Mutex::new(NetEventHandler::new(transport))))
+    Ok(BuiltNet {
+        handler: Arc::new(Mutex::new(NetEventHandler::new(transport.clone()))),
+        transport,
+    })
 }

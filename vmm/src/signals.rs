@@ -14,6 +14,9 @@
 //! during set-up is kept and acted on when the event loop starts. SIGINT is included
 //! whether or not stdin is a terminal: with `--serial stdio` on a terminal, raw mode
 //! sends Ctrl-C to the guest as a byte and no SIGINT is raised.
+//!
+//! In a run with `--snapshot-to`, SIGUSR1 comes through the same fd and asks for a
+//! snapshot instead of a stop.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -28,7 +31,7 @@ pub struct StopSignals {
     fd: OwnedFd,
 }
 
-fn stop_set() -> libc::sigset_t {
+fn stop_set(snapshots: bool) -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set it is given.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t; the signal numbers are valid.
@@ -37,15 +40,19 @@ fn stop_set() -> libc::sigset_t {
         for signal in STOP_SIGNALS {
             libc::sigaddset(&mut set, signal);
         }
+        if snapshots {
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+        }
     }
     set
 }
 
 impl StopSignals {
     /// Blocks the stop signals in the calling thread (and so in every thread it starts
-    /// from now on) and opens a non-blocking signalfd for them.
-    pub fn block() -> io::Result<StopSignals> {
-        let set = stop_set();
+    /// from now on) and opens a non-blocking signalfd for them; with `snapshots`,
+    /// SIGUSR1 too.
+    pub fn block(snapshots: bool) -> io::Result<StopSignals> {
+        let set = stop_set(snapshots);
         // SAFETY: blocks signals in this thread; `set` is valid, the old mask unwanted.
         let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         if rc != 0 {
@@ -97,7 +104,7 @@ mod tests {
     fn a_blocked_stop_signal_is_read_from_the_fd() {
         // Tests run on threads of their own: blocking here affects only this thread,
         // and tgkill directs the signal at it.
-        let signals = StopSignals::block().unwrap();
+        let signals = StopSignals::block(false).unwrap();
         assert_eq!(signals.read(), None);
         // SAFETY: sends SIGHUP to this very thread, where it is blocked.
         unsafe {

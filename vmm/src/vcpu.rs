@@ -6,7 +6,8 @@
 //! an emulation failure, and stopping when the VMM kicks it.
 //!
 //! Stopping: the VMM sets the shared stop flag and sends [`kick_signal`] to the thread
-//! until it has finished. The no-op handler makes a blocked `KVM_RUN` return `EINTR`;
+//! until it has finished. Pausing for a snapshot (snapshot/pause.rs) kicks the same
+//! way; the thread then parks before its next `KVM_RUN`. The no-op handler makes a blocked `KVM_RUN` return `EINTR`;
 //! repeating the kick closes the window where the signal lands just before `KVM_RUN`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,6 +144,8 @@ pub struct Vcpu {
     pub wake: Arc<EventFd>,
     pub emulation_hint: &'static str,
     pub trace_boot: bool,
+    /// How to park and save itself for a snapshot; None in a run without snapshots.
+    pub save: Option<crate::snapshot::SaveInfo>,
 }
 
 /// Holds the vCPU threads until the VMM thread says whether they may run.
@@ -232,6 +235,10 @@ impl Vcpu {
     /// Runs until the guest stops (Some) or the VMM asks the thread to stop (None).
     fn run_loop(&mut self) -> Option<Result<StopReason, VcpuError>> {
         while !self.stop.load(Ordering::Acquire) {
+            if let Some(save) = self.save.as_ref().filter(|s| s.pause.requested()) {
+                save.pause.park(self.index, &mut self.fd, save);
+                continue;
+            }
             let result = match self.fd.run() {
                 Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..)) => {
                     self.port_io();

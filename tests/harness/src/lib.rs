@@ -8,6 +8,7 @@
 //! so every wait has a generous timeout and tests check markers, never speed.
 
 mod child;
+pub mod flood;
 pub mod http;
 pub mod kmsg;
 pub mod netns;

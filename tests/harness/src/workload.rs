@@ -8,6 +8,21 @@ use super::netns::{GUEST_IP, HOST_IP};
 /// The prompt of the shell on the console (`sandvmm.mode=shell`).
 pub const PROMPT: &str = "sandvmm-guest:/# ";
 
+/// The arguments that boot `kernel` (vmlinux or bzImage from images/out) with the
+/// initramfs on `cpus` vCPUs.
+pub fn linux_args(kernel: &str, cpus: &str) -> Vec<String> {
+    let kernel = crate::image(kernel);
+    let initrd = crate::image("initramfs.cpio");
+    vec![
+        "--kernel".into(),
+        kernel.to_str().unwrap().into(),
+        "--initrd".into(),
+        initrd.to_str().unwrap().into(),
+        "--cpus".into(),
+        cpus.into(),
+    ]
+}
+
 /// The steps a workload run from the initramfs passes (smp, serial, and the four
 /// network ones; the disk steps need the root on a disk).
 pub const STEPS: usize = 6;

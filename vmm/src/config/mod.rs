@@ -22,6 +22,7 @@ pub use specs::{
 };
 
 use crate::memory::{MIN_MEMORY, PAGE_SIZE};
+pub use crate::snapshot::SnapshotConfig;
 
 /// The command line appended to by `--cmdline`.
 ///
@@ -50,6 +51,11 @@ pub struct VmConfig {
     pub jail: JailConfig,
     /// The escape demonstration port is present.
     pub demo_escape: bool,
+    /// `--snapshot-to` and its companions.
+    pub snapshot: Option<SnapshotConfig>,
+    /// `--restore`: the snapshot directory to start from. `kernel` is then empty, and
+    /// `vcpus` and `memory_bytes` are the snapshot's ([`VmConfig::restored`]).
+    pub restore: Option<PathBuf>,
 }
 
 /// Whether and how the jail goes on (docs/SANDBOX.md, "The jail").
@@ -97,6 +103,10 @@ pub enum ConfigError {
     DuplicateDiskId { spec: String, id: String },
     #[error("--kernel is required")]
     NoKernel,
+    #[error("--demo-escape cannot be combined with snapshots (--snapshot-to, --restore)")]
+    EscapeSnapshot,
+    #[error("--snapshot-on-serial needs some text to wait for")]
+    EmptySnapshotText,
     #[error("invalid {flag}: {message}")]
     Sandbox { flag: &'static str, message: String },
     #[error(
@@ -172,7 +182,24 @@ impl RunArgs {
                 return Err(ConfigError::StrictNeedsDiskFd(disk.spec.clone()));
             }
         }
+        if self.demo_escape && (self.snapshot_to.is_some() || self.restore.is_some()) {
+            return Err(ConfigError::EscapeSnapshot);
+        }
+        if self.snapshot_on_serial.as_deref() == Some("") {
+            return Err(ConfigError::EmptySnapshotText);
+        }
+        let snapshot = self.snapshot_to.map(|dir| SnapshotConfig {
+            dir,
+            on_serial: self.snapshot_on_serial,
+            continue_after: self.snapshot_continue,
+        });
+        let kernel = match (&self.restore, self.kernel) {
+            (Some(_), _) => PathBuf::new(),
+            (None, kernel) => kernel.ok_or(ConfigError::NoKernel)?,
+        };
         Ok(VmConfig {
+            snapshot,
+            restore: self.restore,
             sandbox,
             jail: JailConfig {
                 enabled: self.jail == crate::cli::Switch::On,
@@ -189,7 +216,7 @@ impl RunArgs {
             serial: self.serial,
             nets,
             disks,
-            kernel: self.kernel.ok_or(ConfigError::NoKernel)?,
+            kernel,
             initrd: self.initrd,
             extra_cmdline: self.cmdline.filter(|c| !c.trim().is_empty()),
             vcpus: self.cpus as u8,
@@ -200,6 +227,17 @@ impl RunArgs {
 
 /// Parses a size, `128`, `128M`, `128MiB`, `1G`, `65536K`, into bytes: binary units,
 /// and a plain number means MiB. `None` for anything else, or a size past `u64`.
+impl VmConfig {
+    /// This configuration with the guest's shape taken from a snapshot's.
+    pub fn restored(&self, machine: &crate::snapshot::format::Machine) -> VmConfig {
+        VmConfig {
+            vcpus: machine.vcpus,
+            memory_bytes: machine.memory_bytes,
+            ..self.clone()
+        }
+    }
+}
+
 pub fn parse_size(text: &str) -> Option<u64> {
     let trimmed = text.trim();
     let digits_end = trimmed

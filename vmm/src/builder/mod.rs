@@ -4,7 +4,6 @@
 //! mapping happens here, before any sandbox filter exists; [`crate::Vmm::run`] only
 //! runs what was built.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
@@ -12,12 +11,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use devices::bus::{Bus, BusError};
-use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
-use devices::serial::{SerialDevice, SerialOut, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::{EventFdTrigger, EVENTFD_FLAGS};
-use kvm_bindings::{
-    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
-};
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use sandbox::{FdRole, RuntimeFacts};
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -29,11 +24,14 @@ use crate::event_loop::{ConsoleInput, ExitWatch};
 use crate::host::Host;
 use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
 use crate::pit::PitSetup;
-use crate::serial_flush::{SerialFlush, StdoutSink};
-use crate::vcpu::Vcpu;
+use crate::snapshot::setup::{self, KvmRestore};
+use crate::snapshot::{load, Loaded};
 use crate::virtio_slot::{mmio_slot, MmioSlot};
-use crate::x86_64::{cpuid, regs};
+use crate::x86_64::regs;
 use crate::Vmm;
+
+mod ports;
+mod vcpus;
 use crate::{disk, net};
 
 /// The KVM API version every KVM since Linux 2.6.22 reports.
@@ -99,6 +97,8 @@ pub enum BuildError {
         #[source]
         source: net::NetSetupError,
     },
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("cannot set up {name} (--disk {spec})")]
     Disk {
         name: String,
@@ -173,85 +173,18 @@ pub fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BuildErro
     Ok(())
 }
 
-fn eventfd() -> Result<EventFdTrigger, BuildError> {
+pub(crate) fn eventfd() -> Result<EventFdTrigger, BuildError> {
     EventFdTrigger::new().map_err(BuildError::EventFd)
 }
 
-/// The port devices: COM1 and the i8042.
-struct PortDevices {
-    bus: Bus,
-    serial: Arc<Mutex<SerialDevice>>,
-    serial_room: EventFdTrigger,
-    /// COM1's flush timer; None when its output is discarded.
-    serial_flush: Option<SerialFlush>,
-    reset: EventFdTrigger,
-}
-
-fn build_port_devices(
-    vm: &VmFd,
-    target: &SerialTarget,
-    facts: &mut RuntimeFacts,
-) -> Result<PortDevices, BuildError> {
-    let out = match target {
-        SerialTarget::Stdio => {
-            facts.add(FdRole::Console, libc::STDOUT_FILENO);
-            SerialOut::new(Box::new(StdoutSink))
-        }
-        SerialTarget::File { path, max } => {
-            let file = File::create(path).map_err(|source| BuildError::SerialFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-            facts.add(FdRole::Console, file.as_raw_fd());
-            SerialOut::with_limit(Box::new(file), *max)
-        }
-        SerialTarget::None => SerialOut::discard(),
-    };
-    let irq = eventfd()?;
-    vm.register_irqfd(&irq, COM1_IRQ)
-        .map_err(|e| BuildError::Kvm("register the serial irqfd", e))?;
-    facts.add(FdRole::Irq, irq.as_raw_fd());
-    let room = eventfd()?;
-    facts.add(FdRole::Event, room.as_raw_fd());
-    // Output is batched, with the VMM thread's timer, unless it goes nowhere.
-    let kick = match target {
-        SerialTarget::None => None,
-        _ => Some(eventfd()?),
-    };
-    let out = match &kick {
-        Some(kick) => {
-            facts.add(FdRole::Event, kick.as_raw_fd());
-            out.batched(kick.clone())
-        }
-        None => out,
-    };
-    let serial = Arc::new(Mutex::new(SerialDevice::new(irq, out, Some(room.clone()))));
-    let serial_flush = kick
-        .map(|kick| SerialFlush::new(serial.clone(), kick))
-        .transpose()
-        .map_err(BuildError::FlushTimer)?;
-    if let Some(flush) = &serial_flush {
-        facts.add(FdRole::Timer, flush.timer_fd());
-    }
-
-    let reset = eventfd()?;
-    facts.add(FdRole::Event, reset.as_raw_fd());
-    let i8042 = I8042::new(reset.clone());
-
-    let mut bus = Bus::new();
-    bus.insert(serial.clone(), COM1_BASE, COM1_LEN)?;
-    bus.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)?;
-    Ok(PortDevices {
-        bus,
-        serial,
-        serial_room: room,
-        serial_flush,
-        reset,
-    })
-}
-
-/// Builds a ready-to-run VM from `config`.
-pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, BuildError> {
+/// Builds a ready-to-run VM from `config`, booting its kernel or, with `restore`,
+/// going on from a snapshot (whose shape `config` already has: [`VmConfig::restored`]).
+pub fn build(
+    config: &VmConfig,
+    host: Host,
+    trace_boot: bool,
+    restore: Option<Loaded>,
+) -> Result<Vmm, BuildError> {
     // Every fd the VM keeps is recorded by role as it is made: the sandbox pins its
     // system calls to them and the jail closes every other fd.
     let mut facts = RuntimeFacts::new(std::process::id());
@@ -263,14 +196,30 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     facts
         .add(FdRole::Kvm, kvm.as_raw_fd())
         .add(FdRole::Kvm, vm.as_raw_fd());
-    let mem = memory::create_guest_memory(config.memory_bytes)?;
     // virtio-mmio slots: the net devices', then the disks'.
     let slots: Vec<MmioSlot> = (0..config.nets.len() + config.disks.len())
         .map(mmio_slot)
         .collect();
-    let boot = boot::load_guest(&mem, config, &host, &slots)?;
+    let (mem, boot, snapshot) = match restore {
+        None => {
+            let mem = memory::create_guest_memory(config.memory_bytes)?;
+            let boot = boot::load_guest(&mem, config, &host, &slots)?;
+            (mem, Some(boot), None)
+        }
+        Some(Loaded { snapshot, memory }) => {
+            setup::check_devices(&snapshot, config)?;
+            facts.add(FdRole::Memory, memory.as_raw_fd());
+            let mem = load::map_memory(memory, config.memory_bytes)?;
+            (mem, None, Some(snapshot))
+        }
+    };
 
-    let ports = build_port_devices(&vm, &config.serial, &mut facts)?;
+    let ports = ports::build(&vm, &config.serial, &mut facts)?;
+    let prepared = config
+        .snapshot
+        .as_ref()
+        .map(|s| setup::prepare(s, config.memory_bytes, &kvm, &vm, &ports.serial, &mut facts))
+        .transpose()?;
     let mut pio = ports.bus;
     let mut escape = None;
     if config.demo_escape {
@@ -287,28 +236,41 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
     let pio = Arc::new(pio);
     let mut mmio = Bus::new();
     let mut nets = Vec::with_capacity(config.nets.len());
+    let mut net_transports = Vec::with_capacity(config.nets.len());
     for (index, net_config) in config.nets.iter().enumerate() {
-        let handler = net::build_net(&vm, &mem, &mut mmio, index, net_config, &mut facts).map_err(
+        let built = net::build_net(&vm, &mem, &mut mmio, index, net_config, &mut facts).map_err(
             |source| BuildError::Net {
                 name: format!("net{index}"),
                 spec: net_config.spec.clone(),
                 source,
             },
         )?;
-        nets.push(handler);
+        nets.push(built.handler);
+        net_transports.push(built.transport);
     }
     let mut disks = Vec::with_capacity(config.disks.len());
+    let mut disk_transports = Vec::with_capacity(config.disks.len());
     for (index, disk_config) in config.disks.iter().enumerate() {
         let slot = slots[config.nets.len() + index];
-        let handler = disk::build_disk(&vm, &mem, &mut mmio, index, slot, disk_config, &mut facts)
+        let built = disk::build_disk(&vm, &mem, &mut mmio, index, slot, disk_config, &mut facts)
             .map_err(|source| BuildError::Disk {
                 name: format!("disk{index}"),
                 spec: disk_config.spec.clone(),
                 source,
             })?;
-        disks.push(handler);
+        disks.push(built.handler);
+        disk_transports.push(built.transport);
     }
     let mmio = Arc::new(mmio);
+    if let Some(snapshot) = &snapshot {
+        setup::restore_devices(
+            snapshot,
+            config,
+            &ports.serial,
+            &net_transports,
+            &disk_transports,
+        )?;
+    }
 
     let vcpu_wake = Arc::new(EventFd::new(EVENTFD_FLAGS).map_err(BuildError::EventFd)?);
     facts.add(FdRole::Event, vcpu_wake.as_raw_fd());
@@ -336,41 +298,44 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         (None, Arc::new(quit))
     };
     facts.add(FdRole::Event, quit.as_raw_fd());
-    let exit_watch = ExitWatch::new(ports.reset, vcpu_wake.clone(), quit, report_rx);
-
-    let supported = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| BuildError::Kvm("report supported CPUID", e))?;
-    let mut vcpus = Vec::with_capacity(config.vcpus.into());
-    for index in 0..config.vcpus {
-        let fd = vm
-            .create_vcpu(index.into())
-            .map_err(|e| BuildError::Kvm("create a vCPU", e))?;
-        facts.add(FdRole::Kvm, fd.as_raw_fd());
-        let cpuid = cpuid::vcpu_cpuid(&supported, index, config.vcpus, host.cpuid_options());
-        fd.set_cpuid2(&cpuid)
-            .map_err(|e| BuildError::Vcpu(index, regs::RegsError::Kvm("CPUID", e)))?;
-        regs::setup_common(&fd).map_err(|e| BuildError::Vcpu(index, e))?;
-        regs::setup_lapic(&fd).map_err(|e| BuildError::Vcpu(index, e))?;
-        // Only the boot vCPU gets an entry state: with the in-kernel LAPIC the others
-        // wait for INIT/SIPI from the guest, which resets them to real mode anyway.
-        if index == 0 {
-            regs::setup_boot_vcpu(&fd, boot.kernel.entry)
-                .map_err(|e| BuildError::Vcpu(index, e))?;
-        }
-        vcpus.push(Vcpu {
-            index,
-            fd,
-            pio: pio.clone(),
-            mmio: mmio.clone(),
-            mem: mem.clone(),
-            stop: stop.clone(),
-            reports: report_tx.clone(),
-            wake: vcpu_wake.clone(),
-            emulation_hint: host.emulation_hint(),
-            trace_boot,
-        });
+    let mut exit_watch = ExitWatch::new(ports.reset, vcpu_wake.clone(), quit, report_rx);
+    if let Some(trigger) = prepared.as_ref().and_then(|p| p.serial_trigger.clone()) {
+        exit_watch.watch_snapshot_trigger(trigger);
     }
+
+    let shared = vcpus::Shared {
+        pio,
+        mmio,
+        mem: mem.clone(),
+        stop: stop.clone(),
+        reports: report_tx,
+        wake: vcpu_wake,
+        emulation_hint: host.emulation_hint(),
+        trace_boot,
+    };
+    let vcpus = vcpus::create(
+        &kvm,
+        &vm,
+        config,
+        &host,
+        vcpus::Start {
+            boot: boot.as_ref(),
+            snapshot: snapshot.as_ref(),
+            prepared: prepared.as_ref(),
+        },
+        shared,
+        &mut facts,
+    )?;
+    let snapshotter = match (prepared, &config.snapshot) {
+        (Some(prepared), Some(snapshot_config)) => {
+            Some(prepared.snapshotter(snapshot_config, config, net_transports, disk_transports))
+        }
+        _ => None,
+    };
+    let restore = snapshot.map(|s| KvmRestore {
+        vm: s.vm,
+        vcpus: s.vcpus,
+    });
 
     Ok(Vmm {
         pit_setup,
@@ -387,6 +352,8 @@ pub fn build(config: &VmConfig, host: Host, trace_boot: bool) -> Result<Vmm, Bui
         escape,
         stop,
         facts,
+        snapshotter,
+        restore,
         boot,
     })
 }
