@@ -327,9 +327,13 @@ pub fn build(
         &mut facts,
     )?;
     let snapshotter = match (prepared, &config.snapshot) {
-        (Some(prepared), Some(snapshot_config)) => {
-            Some(prepared.snapshotter(snapshot_config, config, net_transports, disk_transports))
-        }
+        (Some(prepared), Some(snapshot_config)) => Some(prepared.snapshotter(
+            snapshot_config,
+            config,
+            net_transports,
+            disk_transports,
+            trace_boot,
+        )),
         _ => None,
     };
     let restore = snapshot.map(|s| KvmRestore {

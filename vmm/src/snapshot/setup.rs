@@ -88,6 +88,7 @@ impl Prepared {
         vm: &VmConfig,
         nets: Vec<NetTransport>,
         disks: Vec<DiskTransport>,
+        trace: bool,
     ) -> Snapshotter {
         Snapshotter {
             files: self.files,
@@ -102,6 +103,7 @@ impl Prepared {
             continue_after: config.continue_after,
             nets,
             disks,
+            trace,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Snapshotter {
     pub continue_after: bool,
     pub nets: Vec<NetTransport>,
     pub disks: Vec<DiskTransport>,
+    /// Prints the pause and write times (`SANDVMM_TRACE_BOOT=1`).
+    pub trace: bool,
 }
 
 /// The parts of the running VM a snapshot reads.
@@ -87,7 +89,9 @@ impl Snapshotter {
 
     /// Parks the vCPUs and writes both files; returns the memory bytes written.
     fn pause_and_write(&mut self, vm: &Running<'_>) -> Result<u64, SnapshotError> {
+        let start = monotonic_ns();
         let vcpus = self.pause.request(&self.saved, vm.handles)?;
+        let paused = monotonic_ns();
         let serial = {
             let mut serial = lock(vm.serial);
             serial.flush_output();
@@ -111,6 +115,13 @@ impl Snapshotter {
         };
         let written = self.files.write_memory(vm.mem).map_err(failed)?;
         self.files.write_state(&snapshot.encode()).map_err(failed)?;
+        if self.trace {
+            eprintln!(
+                "sandvmm: trace: snapshot: vCPUs paused in {} us, state and memory written in {} us",
+                (paused - start) / 1000,
+                (monotonic_ns() - paused) / 1000
+            );
+        }
         Ok(written)
     }
 }
