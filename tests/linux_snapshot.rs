@@ -134,6 +134,16 @@ fn a_booted_shell_is_restored_three_times_two_at_once() {
     std::fs::copy(image("rootfs.ext4"), &disk).unwrap();
     boot_and_snapshot(&snap, &disk);
 
+    // Another MAC than the snapshot's is a one-line error, after nothing has run.
+    let ns = NetNs::new(true);
+    let mut cmd = ns.command(sandvmm());
+    cmd.args(["--restore", snap.to_str().unwrap()])
+        .args(["--net", &format!("tap={TAP},mac=06:00:00:00:00:09")])
+        .args(["--disk", &format!("path={}", disk.display())]);
+    Vm::start_command(&mut cmd)
+        .wait_exit(LINUX_BOOT)
+        .assert_one_line_error(1, "does not match the snapshot's net0");
+
     let mut first = restore(&snap, &dir, &disk, "first");
     first.session();
     first.reboot();

@@ -181,6 +181,41 @@ fn sigusr1_without_snapshot_to_is_not_taken_as_a_request() {
     assert_eq!(run.status.signal(), Some(libc::SIGUSR1));
 }
 
+/// An ordinary user (the kvm group, no root) takes and restores a snapshot, with the
+/// jail on: the files are the user's, opened before the jail.
+#[test]
+fn an_ordinary_user_snapshots_and_restores() {
+    if !is_root() {
+        return skip("switching to the test user needs root");
+    }
+    let dir = Scratch::new("snap-user");
+    let snap = dir.0.join("snap");
+    let uid = uid_of(TEST_USER);
+    std::os::unix::fs::chown(&dir.0, Some(uid), None).unwrap();
+    let kernel = testkernel();
+    let mut first = as_test_user(sandvmm());
+    first.args([
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--cmdline",
+        "scenario=echo",
+        "--snapshot-to",
+        snap.to_str().unwrap(),
+        "--snapshot-on-serial",
+        ECHO_READY,
+    ]);
+    let run = Vm::start_command(&mut first).wait_exit(BOOT);
+    assert!(run.status.success(), "{}", run.stderr);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(snap.join("state")).unwrap().uid(), uid);
+    let mut second = as_test_user(sandvmm());
+    second.args(["--restore", snap.to_str().unwrap()]);
+    let mut vm = Vm::start_command(&mut second);
+    vm.send(b"as-user\n");
+    vm.wait_for("echo: as-user\n", BOOT);
+    finish_echo(vm);
+}
+
 fn restore_error(dir: &Path, extra: &[&str]) -> Finished {
     let mut args = vec!["--restore", dir.to_str().unwrap()];
     args.extend_from_slice(extra);

@@ -317,3 +317,75 @@ fn a_rule_naming_a_role_without_fds_allows_nothing() {
         assert_eq!(end, End::Killed(libc::SIGSYS), "fd {fd}");
     }
 }
+
+/// Facts of a run without `--snapshot-to`: the sample without the snapshot roles.
+fn facts_without_snapshots() -> RuntimeFacts {
+    facts()
+        .with(FdRole::Snapshot, [])
+        .with(FdRole::SnapshotVm, [])
+        .with(FdRole::SnapshotVcpu, [])
+}
+
+/// The built-in policy's text without the rules that name a snapshot role.
+fn builtin_without_snapshot_rules() -> String {
+    crate::policy::BUILTIN
+        .split("\n\n")
+        .filter(|block| !block.contains("$snap"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The VMM thread's and the first vCPU's programs, as bytes.
+fn programs(sandbox: &Sandbox, facts: &RuntimeFacts) -> (Vec<u8>, Vec<u8>) {
+    let filters = sandbox.filters(facts, &[21]).unwrap();
+    let vcpu = filters.vcpus[0].as_ref().unwrap().to_bytes();
+    (filters.vmm.unwrap().to_bytes(), vcpu)
+}
+
+/// docs/SANDBOX.md, "Snapshots under the sandbox": the snapshot rules allow nothing in a
+/// run without `--snapshot-to`, so its programs are exactly those of a policy without
+/// them; with snapshots they differ.
+#[test]
+fn without_snapshots_the_snapshot_rules_compile_to_nothing() {
+    let with = sandbox(Mode::Enforce);
+    let mut without = sandbox(Mode::Enforce);
+    without.policy = Policy::parse("test", &builtin_without_snapshot_rules()).unwrap();
+    let count = |s: &Sandbox, t| s.policy.rules_for(t, Profile::Default).count();
+    assert_eq!(
+        count(&without, ThreadKind::Vmm) + 3,
+        count(&with, ThreadKind::Vmm)
+    );
+    assert_eq!(
+        count(&without, ThreadKind::Vcpu) + 1,
+        count(&with, ThreadKind::Vcpu)
+    );
+    let facts = facts_without_snapshots();
+    let plain = programs(&with, &facts);
+    assert_eq!(plain, programs(&without, &facts));
+    let snapshots = facts
+        .with(FdRole::SnapshotVm, [5])
+        .with(FdRole::Snapshot, [29]);
+    let (vmm, vcpu) = programs(&with, &snapshots);
+    assert_ne!(vmm, plain.0);
+    assert_ne!(vcpu, plain.1);
+}
+
+/// A vCPU thread of a run with snapshots may read its own vCPU's state and no other's.
+#[test]
+fn a_vcpu_may_read_only_its_own_state_for_a_snapshot() {
+    let facts = facts_without_snapshots().with(FdRole::SnapshotVm, [5]);
+    let filters = sandbox(Mode::Enforce).filters(&facts, &[21, 22]).unwrap();
+    let vcpu0 = filters.vcpus[0].as_ref().unwrap();
+    let get_lapic = crate::consts::KVM_GET_LAPIC;
+    // ioctl on a closed fd number: allowed calls fail with EBADF, blocked ones kill.
+    let own = in_child(Some(vcpu0), None, || {
+        // SAFETY: an ioctl on an fd the child does not hold; it only fails.
+        unsafe { libc::ioctl(21, get_lapic as _, std::ptr::null_mut::<u8>()) };
+    });
+    assert_eq!(own, End::Exited(0));
+    let other = in_child(Some(vcpu0), None, || {
+        // SAFETY: as above.
+        unsafe { libc::ioctl(22, get_lapic as _, std::ptr::null_mut::<u8>()) };
+    });
+    assert_eq!(other, End::Killed(libc::SIGSYS));
+}

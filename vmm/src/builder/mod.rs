@@ -196,6 +196,9 @@ pub fn build(
     facts
         .add(FdRole::Kvm, kvm.as_raw_fd())
         .add(FdRole::Kvm, vm.as_raw_fd());
+    if config.snapshot.is_some() || restore.is_some() {
+        setup::check_caps(&kvm)?;
+    }
     // virtio-mmio slots: the net devices', then the disks'.
     let slots: Vec<MmioSlot> = (0..config.nets.len() + config.disks.len())
         .map(mmio_slot)

@@ -55,6 +55,8 @@ pub enum SnapshotError {
     MemoryFile { len: u64, want: u64 },
     #[error("the snapshot was taken on a {snapshot} CPU; this host has a {host} CPU")]
     CpuVendor { snapshot: String, host: String },
+    #[error("this host's KVM lacks the {0} capability, which snapshots need")]
+    KvmCap(&'static str),
     #[error("cannot open the snapshot directory {path}")]
     Create {
         path: String,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use devices::serial::SerialDevice;
 use devices::EventFdTrigger;
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use sandbox::{FdRole, RuntimeFacts};
 
 use super::format::{Machine, Snapshot, VcpuState, VmState};
@@ -18,6 +18,27 @@ use super::pause::{Pause, Saved};
 use super::take::{DiskTransport, NetTransport, Snapshotter};
 use super::{kvm_state, load, SnapshotConfig, SnapshotError, SnapshotFiles};
 use crate::config::VmConfig;
+
+/// The KVM capabilities behind the state a snapshot reads and writes.
+const SNAPSHOT_CAPS: [(Cap, &str); 6] = [
+    (Cap::MpState, "MP_STATE"),
+    (Cap::VcpuEvents, "VCPU_EVENTS"),
+    (Cap::Debugregs, "DEBUGREGS"),
+    (Cap::Xsave, "XSAVE"),
+    (Cap::Xcrs, "XCRS"),
+    (Cap::AdjustClock, "ADJUST_CLOCK"),
+];
+
+/// Checks that this host's KVM can save and restore every part of a snapshot.
+pub fn check_caps(kvm: &Kvm) -> Result<(), SnapshotError> {
+    match SNAPSHOT_CAPS
+        .iter()
+        .find(|(cap, _)| !kvm.check_extension(*cap))
+    {
+        Some((_, name)) => Err(SnapshotError::KvmCap(name)),
+        None => Ok(()),
+    }
+}
 
 /// What a run with `--snapshot-to` makes before its vCPUs.
 pub struct Prepared {
