@@ -1,11 +1,11 @@
 //! The sandvmm benchmark harness (docs/BENCHMARKS.md): the whole run of the smallest
-//! guest by phase, start-up, memory, filter cost
+//! guest by phase, start-up, memory, snapshot and restore, filter cost
 //! per system call, exit-heavy workloads with the sandbox on and off, network rate and
 //! latency, virtio-blk rates, and the Linux guest (boot to its shell, console, TCP and
 //! disk rates). Prints a table and writes JSON.
 //!
 //! ```text
-//! sudo target/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk,linux-boot]
+//! sudo target/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,restore,filter,exits,net,disk,linux,linux-disk,linux-boot]
 //! target/release/bench --render-docs docs/BENCHMARKS.md README.md
 //! ```
 //!
@@ -20,7 +20,9 @@ mod kvm_costs;
 mod linux;
 mod render;
 mod report;
+mod restore;
 mod startup;
+mod watched;
 mod whole_run;
 mod workloads;
 
@@ -40,13 +42,13 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Comma-separated subset: whole-run, startup, memory, filter, exits, net, disk,
-    /// linux, linux-disk (the last two take about 15 and 10 minutes on an emulating
-    /// host), or linux-boot (only the boot figures of linux, a few minutes).
+    /// Comma-separated subset: whole-run, startup, memory, restore, filter, exits, net,
+    /// disk, linux, linux-disk (the last two take about 15 and 10 minutes on an
+    /// emulating host), or linux-boot (only the boot figures of linux, a few minutes).
     #[arg(
         long,
         value_name = "LIST",
-        default_value = "whole-run,startup,memory,filter,exits,net,disk,linux,linux-disk"
+        default_value = "whole-run,startup,memory,restore,filter,exits,net,disk,linux,linux-disk"
     )]
     only: String,
     /// Rewrite the generated tables and figures of these docs (docs/BENCHMARKS.md,
@@ -103,6 +105,7 @@ fn main() {
         let result = match part.trim() {
             "startup" => startup::startup(&setup, &mut report),
             "memory" => startup::memory(&setup, &mut report),
+            "restore" => restore::restore(&setup, &mut report),
             "whole-run" => whole_run::whole_run(&setup, &mut report),
             "filter" => filter_cost::filter_cost(&mut report),
             "exits" => workloads::exits(&setup, &mut report),

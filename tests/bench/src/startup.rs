@@ -127,8 +127,9 @@ pub fn startup(setup: &Setup, report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-/// Resident kB of the guest-memory mapping (the anonymous one of the guest's size).
-fn guest_rss_kb(pid: u32) -> Result<u64, String> {
+/// Resident kB of the guest-memory mapping (the one of the guest's size: anonymous, or
+/// the snapshot's memory file after `--restore`).
+pub fn guest_rss_kb(pid: u32) -> Result<u64, String> {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).map_err(|e| e.to_string())?;
     let mut in_guest = false;
     for line in smaps.lines() {
@@ -151,7 +152,7 @@ fn guest_rss_kb(pid: u32) -> Result<u64, String> {
     Err("no guest-memory mapping in smaps".into())
 }
 
-fn status_kb(pid: u32, field: &str) -> Result<u64, String> {
+pub fn status_kb(pid: u32, field: &str) -> Result<u64, String> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     status

@@ -29,8 +29,9 @@ use crate::Setup;
 /// Rounds at least: the phases are a few milliseconds and the host is noisy.
 const MIN_ROUNDS: usize = 21;
 
-/// The CLOCK_MONOTONIC value after `key` in sandvmm's trace.
-fn trace_ns(stderr: &str, key: &str) -> Result<u128, String> {
+/// The number after `key` in sandvmm's trace: a CLOCK_MONOTONIC time in ns, or a
+/// duration.
+pub fn trace_ns(stderr: &str, key: &str) -> Result<u128, String> {
     stderr
         .split(key)
         .nth(1)
