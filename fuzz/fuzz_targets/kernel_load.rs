@@ -111,6 +111,8 @@ fuzz_target!(|data: &[u8]| {
                 user: Default::default(),
             },
             demo_escape: false,
+            snapshot: None,
+            restore: None,
         };
         let slots: Vec<MmioSlot> = (0..usize::from(opts[4] % 20))
             .map(vmm::virtio_slot::mmio_slot)

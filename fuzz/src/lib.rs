@@ -1,10 +1,12 @@
 //! Shared pieces of the fuzz targets: a scripted stand-in for the tap, guest memory
 //! laid out like a small guest, and a virtio-net device behind its MMIO transport
 //! wired the way vmm/src/net.rs wires it; [`block`] does the same for virtio-blk, and
-//! [`driver`] plays the guest driver's side for the queue targets.
+//! [`driver`] plays the guest driver's side for the queue targets; [`snapshot`] is
+//! the `snapshot_state` target's body, with its seeds.
 
 pub mod block;
 pub mod driver;
+pub mod snapshot;
 pub use block::BlockRig;
 
 use std::collections::VecDeque;

@@ -180,20 +180,27 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A state file around a body already serialized: the header line that names the
+/// format, the version and the body's length and SHA-256, then `body` as it is.
+/// [`Snapshot::encode`] uses it; so do the fuzz target (fuzz/README.md) and tests, to
+/// give a body of their own the header that lets [`Snapshot::decode`] parse it.
+pub fn encode_body(body: &[u8]) -> Vec<u8> {
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        length: body.len(),
+        sha256: hex(&sha2::Sha256::digest(body)),
+    };
+    let mut out = serde_json::to_vec(&header).expect("the header always serializes");
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
+}
+
 impl Snapshot {
     /// The state file's bytes: header line and body.
     pub fn encode(&self) -> Vec<u8> {
-        let body = serde_json::to_vec(self).expect("snapshot state always serializes");
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            length: body.len(),
-            sha256: hex(&sha2::Sha256::digest(&body)),
-        };
-        let mut out = serde_json::to_vec(&header).expect("the header always serializes");
-        out.push(b'\n');
-        out.extend_from_slice(&body);
-        out
+        encode_body(&serde_json::to_vec(self).expect("snapshot state always serializes"))
     }
 
     /// Reads a state file's bytes: header, checksum, strict parse, then [`validate`].
