@@ -46,6 +46,8 @@ pub enum FdRole {
     Vcpu,
     /// KVM's system fd, the VM fd and every vCPU fd.
     Kvm,
+    /// The VM fd alone.
+    Vm,
     /// The snapshot files of a run with `--snapshot-to` (state and memory).
     Snapshot,
     /// The VM fd, in a run that can take a snapshot (VMM filter only).
@@ -59,7 +61,7 @@ pub enum FdRole {
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 18] = [
+    pub const ALL: [FdRole; 19] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
@@ -74,6 +76,7 @@ impl FdRole {
         FdRole::Helper,
         FdRole::Vcpu,
         FdRole::Kvm,
+        FdRole::Vm,
         FdRole::Snapshot,
         FdRole::SnapshotVm,
         FdRole::SnapshotVcpu,
@@ -97,6 +100,7 @@ impl FdRole {
             FdRole::Helper => "helper",
             FdRole::Vcpu => "vcpu",
             FdRole::Kvm => "kvm",
+            FdRole::Vm => "vm",
             FdRole::Snapshot => "snapshot",
             FdRole::SnapshotVm => "snapvm",
             FdRole::SnapshotVcpu => "snapvcpu",
@@ -223,6 +227,7 @@ impl RuntimeFacts {
             .add(FdRole::Epoll, 19)
             .add(FdRole::Kvm, 21)
             .add(FdRole::Vcpu, 21)
+            .add(FdRole::Vm, 5)
             .add(FdRole::Snapshot, 29)
             .add(FdRole::Snapshot, 30)
             .add(FdRole::SnapshotVm, 5)
