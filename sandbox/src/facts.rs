@@ -48,6 +48,8 @@ pub enum FdRole {
     Kvm,
     /// The VM fd alone.
     Vm,
+    /// Every vCPU fd (VMM filter only: vCPUs handed back at the end of a run).
+    Vcpus,
     /// The snapshot files of a run with `--snapshot-to` (state and memory).
     Snapshot,
     /// The VM fd, in a run that can take a snapshot (VMM filter only).
@@ -61,7 +63,7 @@ pub enum FdRole {
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 19] = [
+    pub const ALL: [FdRole; 20] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
@@ -77,6 +79,7 @@ impl FdRole {
         FdRole::Vcpu,
         FdRole::Kvm,
         FdRole::Vm,
+        FdRole::Vcpus,
         FdRole::Snapshot,
         FdRole::SnapshotVm,
         FdRole::SnapshotVcpu,
@@ -101,6 +104,7 @@ impl FdRole {
             FdRole::Vcpu => "vcpu",
             FdRole::Kvm => "kvm",
             FdRole::Vm => "vm",
+            FdRole::Vcpus => "vcpus",
             FdRole::Snapshot => "snapshot",
             FdRole::SnapshotVm => "snapvm",
             FdRole::SnapshotVcpu => "snapvcpu",
@@ -228,6 +232,7 @@ impl RuntimeFacts {
             .add(FdRole::Kvm, 21)
             .add(FdRole::Vcpu, 21)
             .add(FdRole::Vm, 5)
+            .add(FdRole::Vcpus, 21)
             .add(FdRole::Snapshot, 29)
             .add(FdRole::Snapshot, 30)
             .add(FdRole::SnapshotVm, 5)

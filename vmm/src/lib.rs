@@ -352,7 +352,10 @@ impl Vmm {
             }
         };
         let ended = vcpu::monotonic_ns();
-        let stuck = stop_vcpus(handles, &self.stop, &self.serial);
+        let (vcpus, stuck) = stop_vcpus(handles, &self.stop, &self.serial);
+        let outcome = diagnosed(outcome, &vcpus);
+        // Their fds close here, on this thread: vCPU filters have no `close`.
+        drop(vcpus);
         if stuck > 0 {
             log::warn!("{stuck} vCPU thread(s) did not stop in time; exiting anyway");
         }
@@ -384,13 +387,32 @@ impl Vmm {
 
 /// Stops the vCPU threads, then writes the serial output they left buffered: every
 /// way out of [`Vmm::run`] once vCPUs exist goes through here, so no guest output is
-/// lost however the VM ends. Returns how many threads did not stop in time.
+/// lost however the VM ends. Returns the vCPUs handed back, and how many threads did
+/// not stop in time.
 fn stop_vcpus(
     handles: Vec<std::thread::JoinHandle<Vcpu>>,
     stop: &AtomicBool,
     serial: &Mutex<SerialDevice>,
-) -> usize {
-    let stuck = vcpu::stop_all(handles, stop, VCPU_STOP_TIMEOUT);
+) -> (Vec<Vcpu>, usize) {
+    let (vcpus, stuck) = vcpu::stop_all(handles, stop, VCPU_STOP_TIMEOUT);
     serial_flush::flush_at_exit(serial, stuck > 0);
-    stuck
+    (vcpus, stuck)
+}
+
+/// An emulation failure, with RIP and the instruction bytes read from its vCPU, now
+/// that the vCPU's thread has handed it back; any other outcome as it is.
+fn diagnosed(outcome: Outcome, vcpus: &[Vcpu]) -> Outcome {
+    match outcome {
+        Outcome::VcpuFailed {
+            index,
+            error: error @ vcpu::VcpuError::EmulationFailed { .. },
+        } => Outcome::VcpuFailed {
+            index,
+            error: vcpus
+                .iter()
+                .find(|v| v.index == index)
+                .map_or(error, Vcpu::diagnose_emulation_failure),
+        },
+        other => other,
+    }
 }

@@ -13,13 +13,17 @@
 //! starts the `pitsetup` thread once the process is jailed, next to the vCPU threads.
 //! Like them it installs its filter first (the VMM thread's, which has the one rule
 //! it needs: `KVM_REINJECT_CONTROL` on the VM fd), reports it, and only then makes the
-//! call, while the guest already runs. [`PitSetup::finish`] joins it before the VM fd
-//! closes. The bench's whole-run part measured the choices (docs/BENCHMARKS.md, "Where
+//! call, while the guest already runs. Then it waits to be told to end: alive, it
+//! keeps the place the jail's `RLIMIT_NPROC` counted for it, so the limit leaves no
+//! room for a task the VMM did not plan (tests/layers.rs forks from a vCPU thread under
+//! the jail alone and wants `EAGAIN`). [`PitSetup::finish`] ends and joins it before
+//! the VM fd closes. The bench's whole-run part measured the choices (docs/BENCHMARKS.md, "Where
 //! the time of a whole run goes").
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use kvm_bindings::kvm_reinject_control;
@@ -30,9 +34,19 @@ use sandbox::{CompiledFilter, FilterError};
 /// under the VMM thread's filter.
 pub const THREAD_NAME: &str = "pitsetup";
 
+/// Set when the thread may end.
+#[derive(Default)]
+struct Release {
+    done: Mutex<bool>,
+    told: Condvar,
+}
+
 /// The thread turning re-injection off. It uses the VM fd by number, so it is joined
 /// in [`PitSetup::finish`], or on drop, before the VM fd can close.
-pub struct PitSetup(Option<JoinHandle<io::Result<()>>>);
+pub struct PitSetup {
+    thread: Option<JoinHandle<io::Result<()>>>,
+    release: Arc<Release>,
+}
 
 impl PitSetup {
     /// Starts the thread for VM fd `vm`, if `kvm` can turn re-injection off: it
@@ -44,9 +58,14 @@ impl PitSetup {
         filter: Option<CompiledFilter>,
         installed: Sender<Result<(), FilterError>>,
     ) -> io::Result<PitSetup> {
+        let release = Arc::new(Release::default());
         if !kvm.check_extension(Cap::ReinjectControl) {
-            return Ok(PitSetup(None));
+            return Ok(PitSetup {
+                thread: None,
+                release,
+            });
         }
+        let held = release.clone();
         let handle = std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || {
@@ -58,19 +77,30 @@ impl PitSetup {
                 if !ok {
                     return Ok(());
                 }
-                no_reinjection(vm)
+                let result = no_reinjection(vm);
+                let mut done = held.done.lock().unwrap_or_else(|p| p.into_inner());
+                while !*done {
+                    done = held.told.wait(done).unwrap_or_else(|p| p.into_inner());
+                }
+                result
             })?;
-        Ok(PitSetup(Some(handle)))
+        Ok(PitSetup {
+            thread: Some(handle),
+            release,
+        })
     }
 
     /// Whether a thread was started (and so sent whether its filter is on).
     pub fn started(&self) -> bool {
-        self.0.is_some()
+        self.thread.is_some()
     }
 
-    /// Waits for the thread; its error, if `KVM_REINJECT_CONTROL` failed.
+    /// Tells the thread to end and waits for it; its error, if `KVM_REINJECT_CONTROL`
+    /// failed.
     pub fn finish(&mut self) -> io::Result<()> {
-        match self.0.take() {
+        *self.release.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.release.told.notify_all();
+        match self.thread.take() {
             Some(handle) => handle
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),

@@ -57,6 +57,10 @@ pub enum VcpuError {
         bytes: String,
         hint: &'static str,
     },
+    /// An emulation failure the VMM thread has not yet read RIP and bytes for
+    /// ([`Vcpu::diagnose_emulation_failure`]); its message if that fails.
+    #[error("KVM could not emulate an instruction{hint}")]
+    EmulationFailed { hint: &'static str },
     #[error("KVM internal error (suberror {0})")]
     Internal(u32),
     #[error("KVM could not enter the guest (hardware entry failure reason {0:#x})")]
@@ -253,7 +257,7 @@ impl Vcpu {
             match result {
                 Ok(VcpuAction::Continue) => {}
                 Ok(VcpuAction::Stop(reason)) => return Some(Ok(reason)),
-                Err(VcpuError::Internal(_)) => return Some(Err(self.diagnose_internal_error())),
+                Err(VcpuError::Internal(_)) => return Some(Err(self.internal_error())),
                 Err(e) => return Some(Err(e)),
             }
         }
@@ -286,16 +290,30 @@ impl Vcpu {
         }
     }
 
-    /// Turns `KVM_EXIT_INTERNAL_ERROR` into a report with RIP and instruction bytes.
-    fn diagnose_internal_error(&mut self) -> VcpuError {
+    /// What `KVM_EXIT_INTERNAL_ERROR` was, from `kvm_run` alone: the vCPU thread makes
+    /// no system call for it, so its filter needs no rule beyond `KVM_RUN`.
+    fn internal_error(&mut self) -> VcpuError {
         // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
         // union member KVM filled in.
         let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-        if suberror != KVM_INTERNAL_ERROR_EMULATION {
-            return VcpuError::Internal(suberror);
+        match suberror {
+            KVM_INTERNAL_ERROR_EMULATION => VcpuError::EmulationFailed {
+                hint: self.emulation_hint,
+            },
+            other => VcpuError::Internal(other),
         }
+    }
+
+    /// Turns an emulation failure into a report with RIP and the instruction bytes.
+    /// Runs on the VMM thread once this vCPU's thread has ended and handed the vCPU
+    /// back (`KVM_GET_REGS` and `KVM_TRANSLATE` are in the VMM thread's filter, pinned
+    /// to the vCPU fds, and in no vCPU's).
+    pub fn diagnose_emulation_failure(&self) -> VcpuError {
+        let failed = VcpuError::EmulationFailed {
+            hint: self.emulation_hint,
+        };
         let Ok(regs) = self.fd.get_regs() else {
-            return VcpuError::Internal(suberror);
+            return failed;
         };
         let bytes = match self.fd.translate_gva(regs.rip) {
             Ok(t) if t.valid != 0 => read_insn(&self.mem, t.physical_address),
@@ -338,23 +356,28 @@ pub fn monotonic_ns() -> u128 {
 
 /// Stops the vCPU threads: sets the flag, kicks each thread until it ends, joins it.
 /// A thread that does not end within `timeout` is left behind (the process is about to
-/// exit anyway); the count of such threads is returned.
-pub fn stop_all(handles: Vec<JoinHandle<Vcpu>>, stop: &AtomicBool, timeout: Duration) -> usize {
+/// exit anyway). Returns the vCPUs of the threads that ended, and how many did not.
+pub fn stop_all(
+    handles: Vec<JoinHandle<Vcpu>>,
+    stop: &AtomicBool,
+    timeout: Duration,
+) -> (Vec<Vcpu>, usize) {
     stop.store(true, Ordering::Release);
     let deadline = Instant::now() + timeout;
     let mut stuck = 0;
+    let mut ended = Vec::with_capacity(handles.len());
     for handle in handles {
         while !handle.is_finished() && Instant::now() < deadline {
             let _ = handle.kill(kick_signal());
             thread::sleep(Duration::from_micros(200));
         }
         if handle.is_finished() {
-            let _ = handle.join();
+            ended.extend(handle.join().ok());
         } else {
             stuck += 1;
         }
     }
-    stuck
+    (ended, stuck)
 }
 
 #[cfg(test)]

@@ -35,7 +35,11 @@ impl Fds {
     /// sample facts (a net device, several eventfds) with the probes' fds in their
     /// roles, so pinned rules see as many fds as in a real run.
     fn facts(&self) -> RuntimeFacts {
+        // A run without --snapshot-to: the snapshot roles are empty, as they are then.
         let mut facts = RuntimeFacts::sample()
+            .with(FdRole::Snapshot, [])
+            .with(FdRole::SnapshotVm, [])
+            .with(FdRole::SnapshotVcpu, [])
             .with(FdRole::Vcpu, [self.null])
             .with(FdRole::Epoll, [self.epoll])
             .with(FdRole::Console, [self.console]);

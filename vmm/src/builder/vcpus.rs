@@ -62,7 +62,9 @@ pub(super) fn create(
         let fd = vm
             .create_vcpu(index.into())
             .map_err(|e| BuildError::Kvm("create a vCPU", e))?;
-        facts.add(FdRole::Kvm, fd.as_raw_fd());
+        facts
+            .add(FdRole::Kvm, fd.as_raw_fd())
+            .add(FdRole::Vcpus, fd.as_raw_fd());
         // A restored vCPU gets the CPUID it had, whatever this host would offer.
         let cpuid = match start.snapshot {
             Some(snapshot) => {
