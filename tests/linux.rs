@@ -145,10 +145,8 @@ fn workload(mode: &str, user: bool) {
 
     // While the guest runs: every thread filtered, or none for the control.
     let threads = thread_seccomp_modes(vm.pid());
-    // `pitsetup` turns the PIT's re-injection off and then waits for the end of the
-    // run (vmm/src/pit.rs), under the VMM thread's filter.
-    let names: Vec<&str> = threads.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["pitsetup", "sandvmm", "vcpu0", "vcpu1"]);
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["sandvmm", "vcpu0", "vcpu1"]);
     let want = if mode == "off" { "0" } else { "2" };
     for (name, seccomp) in &threads {
         assert_eq!(seccomp, want, "Seccomp: of thread {name} under {mode}");

@@ -165,10 +165,8 @@ fn every_thread_is_filtered_while_the_guest_runs() {
     ]);
     vm.wait_for("SANDVMM-TEST: echo ready", BOOT);
     let threads = thread_seccomp_modes(vm.pid());
-    // `pitsetup` turns the PIT's re-injection off and then waits for the end of the
-    // run (vmm/src/pit.rs), under the VMM thread's filter.
     let names: Vec<&str> = threads.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["pitsetup", "sandvmm", "vcpu0", "vcpu1"]);
+    assert_eq!(names, ["sandvmm", "vcpu0", "vcpu1"]);
     for (name, seccomp) in &threads {
         assert_eq!(seccomp, "2", "thread {name}");
     }

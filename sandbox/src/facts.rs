@@ -46,8 +46,6 @@ pub enum FdRole {
     Vcpu,
     /// KVM's system fd, the VM fd and every vCPU fd.
     Kvm,
-    /// The VM fd alone.
-    Vm,
     /// Every vCPU fd (VMM filter only: vCPUs handed back at the end of a run).
     Vcpus,
     /// The snapshot files of a run with `--snapshot-to` (state and memory).
@@ -63,7 +61,7 @@ pub enum FdRole {
 
 impl FdRole {
     /// Every role, in policy order.
-    pub const ALL: [FdRole; 20] = [
+    pub const ALL: [FdRole; 19] = [
         FdRole::Stdin,
         FdRole::Console,
         FdRole::Stderr,
@@ -78,7 +76,6 @@ impl FdRole {
         FdRole::Helper,
         FdRole::Vcpu,
         FdRole::Kvm,
-        FdRole::Vm,
         FdRole::Vcpus,
         FdRole::Snapshot,
         FdRole::SnapshotVm,
@@ -103,7 +100,6 @@ impl FdRole {
             FdRole::Helper => "helper",
             FdRole::Vcpu => "vcpu",
             FdRole::Kvm => "kvm",
-            FdRole::Vm => "vm",
             FdRole::Vcpus => "vcpus",
             FdRole::Snapshot => "snapshot",
             FdRole::SnapshotVm => "snapvm",
@@ -231,7 +227,6 @@ impl RuntimeFacts {
             .add(FdRole::Epoll, 19)
             .add(FdRole::Kvm, 21)
             .add(FdRole::Vcpu, 21)
-            .add(FdRole::Vm, 5)
             .add(FdRole::Vcpus, 21)
             .add(FdRole::Snapshot, 29)
             .add(FdRole::Snapshot, 30)

@@ -69,8 +69,6 @@ pub enum Error {
     Signal(#[source] std::io::Error),
     #[error("cannot start vCPU thread {0}")]
     Spawn(u8, #[source] std::io::Error),
-    #[error("cannot start the thread that sets up the PIT")]
-    PitThread(#[source] std::io::Error),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error("cannot set up the sandbox")]
@@ -105,6 +103,9 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
 /// A built VM, ready to run.
 pub struct Vmm {
+    /// Turning the PIT's re-injection off; first, so that it is joined before the VM
+    /// fd it uses closes.
+    pit_setup: pit::PitSetup,
     // Kept alive for as long as the vCPUs run.
     _kvm: Kvm,
     _vm: VmFd,
@@ -216,13 +217,14 @@ impl Vmm {
                 jail_user: setup.user,
                 keep_fds: keep,
                 inherited_fds: setup.inherited_fds.clone(),
-                // The vCPU threads, `pitsetup`, and the worker KVM starts at the
-                // first KVM_RUN.
-                tasks: self.vcpus.len() as u64 + 2,
+                // The vCPU threads, and the worker KVM starts at the first KVM_RUN.
+                tasks: self.vcpus.len() as u64 + 1,
             }
         });
         let trace = self.vcpus.first().is_some_and(|v| v.trace_boot);
         // The first half of the jail needs this thread alone.
+        let mut pit_setup = self.pit_setup;
+        pit_setup.finish()?;
         let t0 = vcpu::monotonic_ns();
         let identity = plan.as_ref().map(jail::begin).transpose()?;
         let t1 = vcpu::monotonic_ns();
@@ -295,20 +297,7 @@ impl Vmm {
                 }
             }
         }
-        // The PIT's re-injection goes off on a thread of its own, under the VMM
-        // thread's filter, while the guest starts (pit.rs); joined before the VM closes.
-        let mut pit =
-            match pit::PitSetup::start(&self._kvm, self._vm.as_raw_fd(), vmm.clone(), installed_tx)
-            {
-                Ok(pit) => pit,
-                Err(e) => {
-                    gate.open(false);
-                    stop_vcpus(handles, &self.stop, &self.serial);
-                    return Err(Error::PitThread(e));
-                }
-            };
-        let threads = count + usize::from(pit.started());
-        let mut failure = installed_rx.iter().take(threads).find_map(Result::err);
+        let mut failure = installed_rx.iter().take(count).find_map(Result::err);
         if failure.is_none() {
             sandbox::report::set_thread_name(&ThreadKind::Vmm.thread_name(0));
             failure = vmm.as_ref().and_then(|f| f.install().err());
@@ -371,9 +360,6 @@ impl Vmm {
         // The VM goes last, after what a user waits for (the terminal, the down scripts):
         // KVM may wait for SRCU grace periods while it destroys a VM.
         let teardown = vcpu::monotonic_ns();
-        if let Err(e) = pit.finish() {
-            log::warn!("KVM refused to turn off the PIT's tick re-injection: {e}");
-        }
         drop((self._vm, self._kvm, self._memory));
         if trace {
             eprintln!(

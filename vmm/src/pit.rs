@@ -1,5 +1,4 @@
-//! The in-kernel PIT's tick re-injection, turned off on a thread of its own while the
-//! guest starts.
+//! The in-kernel PIT's tick re-injection, turned off on a thread of its own.
 //!
 //! With re-injection on (KVM's default), KVM keeps an IRQ-ack notifier and an IRQ-mask
 //! notifier registered for the PIT, and turning it off, which KVM also does when it
@@ -9,103 +8,52 @@
 //! VM fd at exit. Linux guests count lost ticks themselves and use the PIT only to
 //! calibrate at boot (QEMU's `lost_tick_policy=discard`), so re-injection buys nothing.
 //!
-//! The wait is kept off both the start and the end of a run: [`PitSetup::start`]
-//! starts the `pitsetup` thread once the process is jailed, next to the vCPU threads.
-//! Like them it installs its filter first (the VMM thread's, which has the one rule
-//! it needs: `KVM_REINJECT_CONTROL` on the VM fd), reports it, and only then makes the
-//! call, while the guest already runs. Then it waits to be told to end: alive, it
-//! keeps the place the jail's `RLIMIT_NPROC` counted for it, so the limit leaves no
-//! room for a task the VMM did not plan (tests/layers.rs forks from a vCPU thread under
-//! the jail alone and wants `EAGAIN`). [`PitSetup::finish`] ends and joins it before
-//! the VM fd closes. The bench's whole-run part measured the choices (docs/BENCHMARKS.md, "Where
-//! the time of a whole run goes").
+//! [`PitSetup::start`] turns it off (`KVM_REINJECT_CONTROL`) on a short-lived thread
+//! right after the PIT is created, so the wait overlaps the rest of the build (guest
+//! memory, the image, devices, vCPUs); [`crate::Vmm::run`] joins it before the jail,
+//! which needs the process single-threaded. The bench's whole-run part measured the
+//! choices (docs/BENCHMARKS.md, "Where the time of a whole run goes").
 
 use std::io;
-use std::os::fd::RawFd;
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::os::fd::{AsRawFd, RawFd};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_reinject_control;
-use kvm_ioctls::{Cap, Kvm};
-use sandbox::{CompiledFilter, FilterError};
+use kvm_ioctls::{Cap, Kvm, VmFd};
 
-/// The thread's name, which also tells the sandbox's reports and profiler that it runs
-/// under the VMM thread's filter.
-pub const THREAD_NAME: &str = "pitsetup";
-
-/// Set when the thread may end.
-#[derive(Default)]
-struct Release {
-    done: Mutex<bool>,
-    told: Condvar,
-}
+use crate::builder::BuildError;
 
 /// The thread turning re-injection off. It uses the VM fd by number, so it is joined
-/// in [`PitSetup::finish`], or on drop, before the VM fd can close.
-pub struct PitSetup {
-    thread: Option<JoinHandle<io::Result<()>>>,
-    release: Arc<Release>,
-}
+/// in [`PitSetup::finish`] or on drop, before the VM fd can close: a `Vmm` holds it
+/// ahead of its VM fd, and `builder::build` declares it after the VM.
+pub struct PitSetup(Option<JoinHandle<io::Result<()>>>);
 
 impl PitSetup {
-    /// Starts the thread for VM fd `vm`, if `kvm` can turn re-injection off: it
-    /// installs `filter`, sends the outcome on `installed`, and on success makes the
-    /// call. Without the capability, nothing starts and nothing is sent.
-    pub fn start(
-        kvm: &Kvm,
-        vm: RawFd,
-        filter: Option<CompiledFilter>,
-        installed: Sender<Result<(), FilterError>>,
-    ) -> io::Result<PitSetup> {
-        let release = Arc::new(Release::default());
+    /// Starts turning re-injection off for `vm`'s PIT, if KVM can.
+    pub fn start(kvm: &Kvm, vm: &VmFd) -> Result<PitSetup, BuildError> {
         if !kvm.check_extension(Cap::ReinjectControl) {
-            return Ok(PitSetup {
-                thread: None,
-                release,
-            });
+            return Ok(PitSetup(None));
         }
-        let held = release.clone();
+        let fd = vm.as_raw_fd();
         let handle = std::thread::Builder::new()
-            .name(THREAD_NAME.into())
-            .spawn(move || {
-                sandbox::report::set_thread_name(THREAD_NAME);
-                let result = filter.as_ref().map_or(Ok(()), CompiledFilter::install);
-                let ok = result.is_ok();
-                let _ = installed.send(result);
-                drop(installed);
-                if !ok {
-                    return Ok(());
-                }
-                let result = no_reinjection(vm);
-                let mut done = held.done.lock().unwrap_or_else(|p| p.into_inner());
-                while !*done {
-                    done = held.told.wait(done).unwrap_or_else(|p| p.into_inner());
-                }
-                result
-            })?;
-        Ok(PitSetup {
-            thread: Some(handle),
-            release,
-        })
+            .name("pitsetup".into())
+            .spawn(move || no_reinjection(fd))
+            .map_err(BuildError::PitThread)?;
+        Ok(PitSetup(Some(handle)))
     }
 
-    /// Whether a thread was started (and so sent whether its filter is on).
-    pub fn started(&self) -> bool {
-        self.thread.is_some()
-    }
-
-    /// Tells the thread to end and waits for it; its error, if `KVM_REINJECT_CONTROL`
-    /// failed.
-    pub fn finish(&mut self) -> io::Result<()> {
-        *self.release.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.release.told.notify_all();
-        match self.thread.take() {
-            Some(handle) => handle
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
-            None => Ok(()),
-        }
+    /// Waits for the thread to be gone from the process; its error, if
+    /// `KVM_REINJECT_CONTROL` failed.
+    pub fn finish(&mut self) -> Result<(), BuildError> {
+        let Some(handle) = self.0.take() else {
+            return Ok(());
+        };
+        let result = handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked")));
+        wait_until_reaped();
+        result.map_err(BuildError::PitReinjection)
     }
 }
 
@@ -113,6 +61,26 @@ impl Drop for PitSetup {
     fn drop(&mut self) {
         // Joined before the VM fd it uses can close; an error no longer matters here.
         let _ = self.finish();
+    }
+}
+
+/// How long [`wait_until_reaped`] waits at most.
+const REAP_WAIT: Duration = Duration::from_millis(100);
+
+/// Waits until the process has one thread again (`/proc/self/task`), or [`REAP_WAIT`].
+///
+/// `join` returns when the thread has cleared its tid (`CLONE_CHILD_CLEARTID`), which
+/// the kernel does before the thread has left the thread group; the jail's
+/// `unshare(CLONE_NEWUSER)` that follows refuses a process with a second thread
+/// (`EINVAL`), so it must see the thread gone, not just finished.
+fn wait_until_reaped() {
+    let deadline = Instant::now() + REAP_WAIT;
+    while Instant::now() < deadline {
+        let tasks = std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count);
+        if tasks <= 1 {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(20));
     }
 }
 

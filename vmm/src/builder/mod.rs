@@ -23,6 +23,7 @@ use crate::config::{SerialTarget, VmConfig};
 use crate::event_loop::{ConsoleInput, ExitWatch};
 use crate::host::Host;
 use crate::memory::{self, MemoryError, KVM_TSS_ADDRESS};
+use crate::pit::PitSetup;
 use crate::snapshot::setup::{self, KvmRestore};
 use crate::snapshot::{load, Loaded};
 use crate::virtio_slot::{mmio_slot, MmioSlot};
@@ -73,6 +74,10 @@ pub enum BuildError {
     EventFd(#[source] io::Error),
     #[error("cannot create the serial flush timer")]
     FlushTimer(#[source] io::Error),
+    #[error("cannot start the thread that sets up the PIT")]
+    PitThread(#[source] io::Error),
+    #[error("KVM refused to turn off the PIT's tick re-injection")]
+    PitReinjection(#[source] io::Error),
     #[error("cannot register guest memory from its set-up thread")]
     MemoryThread(#[source] io::Error),
     #[error("cannot open serial output file {path}")]
@@ -186,10 +191,11 @@ pub fn build(
     facts.add(FdRole::Stderr, libc::STDERR_FILENO);
     let kvm = open_kvm(config.vcpus)?;
     let vm = create_vm(&kvm)?;
+    // Overlaps the rest of the build; dropped (joined) before `vm` on an error.
+    let pit_setup = PitSetup::start(&kvm, &vm)?;
     facts
         .add(FdRole::Kvm, kvm.as_raw_fd())
-        .add(FdRole::Kvm, vm.as_raw_fd())
-        .add(FdRole::Vm, vm.as_raw_fd());
+        .add(FdRole::Kvm, vm.as_raw_fd());
     if config.snapshot.is_some() || restore.is_some() {
         setup::check_caps(&kvm)?;
     }
@@ -339,6 +345,7 @@ pub fn build(
     });
 
     Ok(Vmm {
+        pit_setup,
         _kvm: kvm,
         _vm: vm,
         _memory: mem,
