@@ -20,22 +20,15 @@ const ECHO_READY: &str = "SANDVMM-TEST: echo ready";
 /// Boots the echo scenario and snapshots it once it waits for input; `flags` are
 /// added (the sandbox mode, say). Returns the finished first run.
 fn snapshot_echo(dir: &Path, flags: &[&str]) -> Finished {
-    let kernel = testkernel();
     let mut args = vec![
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--cmdline",
-        "scenario=echo",
         "--snapshot-to",
         dir.to_str().unwrap(),
         "--snapshot-on-serial",
         ECHO_READY,
     ];
     args.extend_from_slice(flags);
-    let mut vm = Vm::start(&args);
     // stdin stays open: the guest must be paused at its prompt, not at end of input.
-    vm.wait_for(ECHO_READY, BOOT);
-    let run = vm.wait_exit(BOOT);
+    let run = start_echo(&args, BOOT).wait_exit(BOOT);
     assert!(run.status.success(), "{}", run.stderr);
     assert!(
         run.stderr.contains("sandvmm: snapshot written to"),

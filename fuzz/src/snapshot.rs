@@ -27,7 +27,7 @@ use devices::virtio::mmio::MmioTransport;
 use devices::virtio::{MmioSnapshot, VirtioDevice};
 use devices::EventFdTrigger;
 use vmm::config::MAX_VIRTIO_DEVICES;
-use vmm::snapshot::format::{encode_body, DeviceStates, Machine, Raw, VcpuState, VmState};
+use vmm::snapshot::format::{encode_body, DeviceStates, Machine, VcpuState, VmState};
 use vmm::snapshot::Snapshot;
 
 use crate::driver::{bring_up, QueueSetup, BASE};
@@ -199,24 +199,10 @@ pub fn sample() -> Snapshot {
             cpu_vendor: "GenuineIntel".into(),
             written_by: "sandvmm fuzz seed".into(),
         },
-        vm: VmState {
-            pic_master: Raw(Default::default()),
-            pic_slave: Raw(Default::default()),
-            ioapic: Raw(Default::default()),
-            pit: Raw(Default::default()),
-            clock: Raw(Default::default()),
-        },
+        vm: VmState::zeroed(),
         vcpus: vec![VcpuState {
-            cpuid: vec![Raw(Default::default())],
-            regs: Raw(Default::default()),
-            sregs: Raw(Default::default()),
-            xsave: Raw(Default::default()),
-            xcrs: Raw(Default::default()),
-            debugregs: Raw(Default::default()),
-            lapic: Raw(Default::default()),
-            mp_state: Raw(Default::default()),
-            events: Raw(Default::default()),
             msrs: vec![(0x10, 42), (0xc000_0080, 0xd01)],
+            ..VcpuState::zeroed()
         }],
         devices: DeviceStates {
             serial: serial.snapshot(),

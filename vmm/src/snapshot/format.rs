@@ -104,6 +104,38 @@ pub struct DeviceStates {
     pub disks: Vec<MmioSnapshot>,
 }
 
+impl VmState {
+    /// All-zero state, the shape of a real one (for tests and fuzz seeds).
+    pub fn zeroed() -> VmState {
+        VmState {
+            pic_master: Raw(Default::default()),
+            pic_slave: Raw(Default::default()),
+            ioapic: Raw(Default::default()),
+            pit: Raw(Default::default()),
+            clock: Raw(Default::default()),
+        }
+    }
+}
+
+impl VcpuState {
+    /// All-zero state with one CPUID entry and no MSR, the shape of a real one (for
+    /// tests and fuzz seeds).
+    pub fn zeroed() -> VcpuState {
+        VcpuState {
+            cpuid: vec![Raw(Default::default())],
+            regs: Raw(Default::default()),
+            sregs: Raw(Default::default()),
+            xsave: Raw(Default::default()),
+            xcrs: Raw(Default::default()),
+            debugregs: Raw(Default::default()),
+            lapic: Raw(Default::default()),
+            mp_state: Raw(Default::default()),
+            events: Raw(Default::default()),
+            msrs: Vec::new(),
+        }
+    }
+}
+
 /// A KVM state struct stored as the hex of its bytes.
 ///
 /// Only the KVM structs named in this file are used with it: plain C structs of

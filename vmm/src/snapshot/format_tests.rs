@@ -10,14 +10,11 @@ fn sample() -> Snapshot {
             written_by: "sandvmm test".into(),
         },
         vm: VmState {
-            pic_master: Raw(Default::default()),
-            pic_slave: Raw(Default::default()),
-            ioapic: Raw(Default::default()),
-            pit: Raw(Default::default()),
             clock: Raw(kvm_clock_data {
                 clock: 123_456_789,
                 ..Default::default()
             }),
+            ..VmState::zeroed()
         },
         vcpus: vec![VcpuState {
             cpuid: vec![Raw(kvm_cpuid_entry2 {
@@ -30,14 +27,8 @@ fn sample() -> Snapshot {
                 rax: u64::MAX,
                 ..Default::default()
             }),
-            sregs: Raw(Default::default()),
-            xsave: Raw(Default::default()),
-            xcrs: Raw(Default::default()),
-            debugregs: Raw(Default::default()),
-            lapic: Raw(Default::default()),
-            mp_state: Raw(Default::default()),
-            events: Raw(Default::default()),
             msrs: vec![(0x10, 42), (0xc000_0080, 0xd01)],
+            ..VcpuState::zeroed()
         }],
         devices: DeviceStates {
             serial: devices::serial::SerialSnapshot {
