@@ -52,8 +52,8 @@ pub enum FdRole {
     Snapshot,
     /// The VM fd, in a run that can take a snapshot (VMM filter only).
     SnapshotVm,
-    /// The calling thread's own vCPU fd, in a run that can take a snapshot (vCPU
-    /// filters only).
+    /// Every vCPU fd, in a run that can take a snapshot (VMM filter only: the VMM
+    /// thread reads the parked vCPUs' state).
     SnapshotVcpu,
     /// The file guest memory is mapped from (`--restore`): kept open, named by no rule.
     Memory,

@@ -71,28 +71,15 @@ impl Sandbox {
     }
 
     /// Compiles every filter of a run. `facts` hold the pid and the fds by role, with
-    /// [`FdRole::Vcpu`] and [`FdRole::SnapshotVcpu`] left empty; `vcpu_fds` are the
-    /// vCPU fds in vCPU order.
+    /// [`FdRole::Vcpu`] left empty; `vcpu_fds` are the vCPU fds in vCPU order.
     pub fn filters(
         &self,
         facts: &RuntimeFacts,
         vcpu_fds: &[std::os::fd::RawFd],
     ) -> Result<Filters, FilterError> {
-        // A run that can take a snapshot (it has `$snapvm`) lets each vCPU thread read
-        // its own state: `$snapvcpu` is then the thread's own fd, as `$vcpu` is.
-        let snapshots = !facts
-            .values(crate::facts::Fact::Fds(FdRole::SnapshotVm))
-            .is_empty();
         let vcpus = vcpu_fds
             .iter()
-            .map(|fd| {
-                let own = facts.with(FdRole::Vcpu, [*fd]);
-                let own = match snapshots {
-                    true => own.with(FdRole::SnapshotVcpu, [*fd]),
-                    false => own,
-                };
-                self.compile(ThreadKind::Vcpu, &own)
-            })
+            .map(|fd| self.compile(ThreadKind::Vcpu, &facts.with(FdRole::Vcpu, [*fd])))
             .collect::<Result<_, _>>()?;
         Ok(Filters {
             vmm: self.compile(ThreadKind::Vmm, facts)?,

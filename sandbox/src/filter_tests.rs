@@ -344,7 +344,7 @@ fn programs(sandbox: &Sandbox, facts: &RuntimeFacts) -> (Vec<u8>, Vec<u8>) {
 
 /// docs/SANDBOX.md, "Snapshots under the sandbox": the snapshot rules allow nothing in a
 /// run without `--snapshot-to`, so its programs are exactly those of a policy without
-/// them; with snapshots they differ.
+/// them; with snapshots only the VMM thread's program changes.
 #[test]
 fn without_snapshots_the_snapshot_rules_compile_to_nothing() {
     let with = sandbox(Mode::Enforce);
@@ -352,11 +352,11 @@ fn without_snapshots_the_snapshot_rules_compile_to_nothing() {
     without.policy = Policy::parse("test", &builtin_without_snapshot_rules()).unwrap();
     let count = |s: &Sandbox, t| s.policy.rules_for(t, Profile::Default).count();
     assert_eq!(
-        count(&without, ThreadKind::Vmm) + 3,
+        count(&without, ThreadKind::Vmm) + 4,
         count(&with, ThreadKind::Vmm)
     );
     assert_eq!(
-        count(&without, ThreadKind::Vcpu) + 1,
+        count(&without, ThreadKind::Vcpu),
         count(&with, ThreadKind::Vcpu)
     );
     let facts = facts_without_snapshots();
@@ -364,26 +364,30 @@ fn without_snapshots_the_snapshot_rules_compile_to_nothing() {
     assert_eq!(plain, programs(&without, &facts));
     let snapshots = facts
         .with(FdRole::SnapshotVm, [5])
-        .with(FdRole::Snapshot, [29]);
+        .with(FdRole::Snapshot, [29])
+        .with(FdRole::SnapshotVcpu, [21]);
     let (vmm, vcpu) = programs(&with, &snapshots);
     assert_ne!(vmm, plain.0);
-    assert_ne!(vcpu, plain.1);
+    assert_eq!(vcpu, plain.1, "a vCPU filter is the same with snapshots");
 }
 
-/// A vCPU thread of a run with snapshots may read its own vCPU's state and no other's.
+/// In a run with snapshots the VMM thread may read vCPU state through the vCPU fds
+/// and no other fd.
 #[test]
-fn a_vcpu_may_read_only_its_own_state_for_a_snapshot() {
-    let facts = facts_without_snapshots().with(FdRole::SnapshotVm, [5]);
-    let filters = sandbox(Mode::Enforce).filters(&facts, &[21, 22]).unwrap();
-    let vcpu0 = filters.vcpus[0].as_ref().unwrap();
+fn vcpu_state_is_read_only_through_vcpu_fds() {
+    let facts = facts_without_snapshots()
+        .with(FdRole::SnapshotVm, [5])
+        .with(FdRole::SnapshotVcpu, [21]);
+    let filters = sandbox(Mode::Enforce).filters(&facts, &[21]).unwrap();
+    let vmm = filters.vmm.as_ref().unwrap();
     let get_lapic = crate::consts::KVM_GET_LAPIC;
     // ioctl on a closed fd number: allowed calls fail with EBADF, blocked ones kill.
-    let own = in_child(Some(vcpu0), None, || {
+    let vcpu_fd = in_child(Some(vmm), None, || {
         // SAFETY: an ioctl on an fd the child does not hold; it only fails.
         unsafe { libc::ioctl(21, get_lapic as _, std::ptr::null_mut::<u8>()) };
     });
-    assert_eq!(own, End::Exited(0));
-    let other = in_child(Some(vcpu0), None, || {
+    assert_eq!(vcpu_fd, End::Exited(0));
+    let other = in_child(Some(vmm), None, || {
         // SAFETY: as above.
         unsafe { libc::ioctl(22, get_lapic as _, std::ptr::null_mut::<u8>()) };
     });

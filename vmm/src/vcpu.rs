@@ -148,8 +148,8 @@ pub struct Vcpu {
     pub wake: Arc<EventFd>,
     pub emulation_hint: &'static str,
     pub trace_boot: bool,
-    /// How to park and save itself for a snapshot; None in a run without snapshots.
-    pub save: Option<crate::snapshot::SaveInfo>,
+    /// Where to park for a snapshot; None in a run without snapshots.
+    pub pause: Option<Arc<crate::snapshot::Pause>>,
 }
 
 /// Holds the vCPU threads until the VMM thread says whether they may run.
@@ -239,8 +239,8 @@ impl Vcpu {
     /// Runs until the guest stops (Some) or the VMM asks the thread to stop (None).
     fn run_loop(&mut self) -> Option<Result<StopReason, VcpuError>> {
         while !self.stop.load(Ordering::Acquire) {
-            if let Some(save) = self.save.as_ref().filter(|s| s.pause.requested()) {
-                save.pause.park(self.index, &mut self.fd, save);
+            if let Some(pause) = self.pause.as_ref().filter(|p| p.requested()) {
+                pause.park(self.index, &mut self.fd);
                 continue;
             }
             let result = match self.fd.run() {

@@ -316,7 +316,7 @@ pub fn build(
         emulation_hint: host.emulation_hint(),
         trace_boot,
     };
-    let vcpus = vcpus::create(
+    let vcpus::Created { vcpus, cpuids } = vcpus::create(
         &kvm,
         &vm,
         config,
@@ -330,13 +330,14 @@ pub fn build(
         &mut facts,
     )?;
     let snapshotter = match (prepared, &config.snapshot) {
-        (Some(prepared), Some(snapshot_config)) => Some(prepared.snapshotter(
-            snapshot_config,
-            config,
-            net_transports,
-            disk_transports,
-            trace_boot,
-        )),
+        (Some(prepared), Some(snapshot_config)) => {
+            let parts = setup::Parts {
+                nets: net_transports,
+                disks: disk_transports,
+                vcpus: vcpus.iter().map(|v| v.fd.as_raw_fd()).zip(cpuids).collect(),
+            };
+            Some(prepared.snapshotter(snapshot_config, config, parts, trace_boot, &mut facts))
+        }
         _ => None,
     };
     let restore = snapshot.map(|s| KvmRestore {

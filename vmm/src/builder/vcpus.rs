@@ -8,7 +8,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use devices::bus::Bus;
-use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VmFd};
 use sandbox::{FdRole, RuntimeFacts};
 use vm_memory::GuestMemoryMmap;
@@ -20,7 +20,7 @@ use crate::config::VmConfig;
 use crate::host::Host;
 use crate::snapshot::format::Snapshot;
 use crate::snapshot::setup::Prepared;
-use crate::snapshot::{SaveInfo, SnapshotError};
+use crate::snapshot::SnapshotError;
 use crate::vcpu::{Vcpu, VcpuReport};
 use crate::x86_64::{cpuid, regs};
 
@@ -44,6 +44,12 @@ pub(super) struct Start<'a> {
     pub prepared: Option<&'a Prepared>,
 }
 
+/// The vCPUs, and the CPUID entries set on each (a snapshot records them).
+pub(super) struct Created {
+    pub vcpus: Vec<Vcpu>,
+    pub cpuids: Vec<Vec<kvm_cpuid_entry2>>,
+}
+
 /// Creates `config.vcpus` vCPUs.
 pub(super) fn create(
     kvm: &Kvm,
@@ -53,11 +59,12 @@ pub(super) fn create(
     start: Start<'_>,
     shared: Shared,
     facts: &mut RuntimeFacts,
-) -> Result<Vec<Vcpu>, BuildError> {
+) -> Result<Created, BuildError> {
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| BuildError::Kvm("report supported CPUID", e))?;
     let mut vcpus = Vec::with_capacity(config.vcpus.into());
+    let mut cpuids = Vec::with_capacity(config.vcpus.into());
     for index in 0..config.vcpus {
         let fd = vm
             .create_vcpu(index.into())
@@ -90,11 +97,7 @@ pub(super) fn create(
                     .map_err(|e| BuildError::Vcpu(index, e))?;
             }
         }
-        let save = start.prepared.map(|p| SaveInfo {
-            cpuid: cpuid.as_slice().to_vec(),
-            msr_index: p.msr_index.clone(),
-            pause: p.pause.clone(),
-        });
+        cpuids.push(cpuid.as_slice().to_vec());
         vcpus.push(Vcpu {
             index,
             fd,
@@ -106,8 +109,8 @@ pub(super) fn create(
             wake: shared.wake.clone(),
             emulation_hint: shared.emulation_hint,
             trace_boot: shared.trace_boot,
-            save,
+            pause: start.prepared.map(|p| p.pause.clone()),
         });
     }
-    Ok(vcpus)
+    Ok(Created { vcpus, cpuids })
 }

@@ -10,15 +10,24 @@
 //!   must not be lost to a later call that resets it);
 //! - the clock is set before the irqchip, and both after the PIT.
 //!
-//! A vCPU's state is read on its own thread while it is out of `KVM_RUN` (pause.rs),
-//! and written before its thread starts, after guest memory is registered (the
-//! kvmclock and async-PF MSRs point into guest memory).
+//! A vCPU's state is read by the VMM thread through the vCPU's fd while the vCPU's own
+//! thread is parked out of `KVM_RUN` (pause.rs): kvm-ioctls' `VcpuFd` stays with that
+//! thread, so the reads are plain `ioctl`s on the borrowed fd. It is written before the
+//! vCPU's thread starts, after guest memory is registered (the kvmclock and async-PF
+//! MSRs point into guest memory), through the `VcpuFd`.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use kvm_bindings::{
-    kvm_clock_data, kvm_cpuid_entry2, kvm_irqchip, kvm_msr_entry, Msrs, KVM_IRQCHIP_IOAPIC,
-    KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+    kvm_clock_data, kvm_cpuid_entry2, kvm_debugregs, kvm_irqchip, kvm_lapic_state, kvm_mp_state,
+    kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
+    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 };
 use kvm_ioctls::{VcpuFd, VmFd};
+use sandbox::consts::{
+    KVM_GET_DEBUGREGS, KVM_GET_LAPIC, KVM_GET_MP_STATE, KVM_GET_MSRS, KVM_GET_REGS, KVM_GET_SREGS,
+    KVM_GET_VCPU_EVENTS, KVM_GET_XCRS, KVM_GET_XSAVE,
+};
 
 use super::format::{Raw, VcpuState, VmState};
 
@@ -41,24 +50,64 @@ fn kvm(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> KvmStateError {
     move |e| KvmStateError::Kvm(what, e)
 }
 
-/// Reads one vCPU's state. `cpuid` is what the VMM set on it; `msr_index` is KVM's
-/// MSR list (`KVM_GET_MSR_INDEX_LIST`), of which the readable ones are kept.
+/// A vCPU state struct and the `KVM_GET_*` request that writes exactly one of it
+/// through its argument (`_IOR(KVMIO, nr, Self)` in linux/kvm.h; sandbox/src/consts.rs
+/// builds each request from the same type).
+trait VcpuGet: Default {
+    const REQUEST: u64;
+    const WHAT: &'static str;
+}
+
+macro_rules! vcpu_get {
+    ($($ty:ty => $request:ident, $what:literal;)*) => {
+        $(impl VcpuGet for $ty {
+            const REQUEST: u64 = $request;
+            const WHAT: &'static str = $what;
+        })*
+    };
+}
+
+vcpu_get! {
+    kvm_mp_state => KVM_GET_MP_STATE, "read the MP state";
+    kvm_regs => KVM_GET_REGS, "read the registers";
+    kvm_sregs => KVM_GET_SREGS, "read the special registers";
+    kvm_xsave => KVM_GET_XSAVE, "read the FPU state (XSAVE)";
+    kvm_xcrs => KVM_GET_XCRS, "read the XCRs";
+    kvm_debugregs => KVM_GET_DEBUGREGS, "read the debug registers";
+    kvm_lapic_state => KVM_GET_LAPIC, "read the LAPIC";
+    kvm_vcpu_events => KVM_GET_VCPU_EVENTS, "read the vCPU events";
+}
+
+/// One `KVM_GET_*` call on vCPU fd `fd`.
+fn get<T: VcpuGet>(fd: BorrowedFd<'_>) -> Result<T, KvmStateError> {
+    let mut value = T::default();
+    // SAFETY: `T::REQUEST` writes exactly one `T` through its argument (VcpuGet), into
+    // `value`, which lives for the call; `fd` is borrowed, so it stays open.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), T::REQUEST as _, &mut value as *mut T) };
+    if rc < 0 {
+        return Err(KvmStateError::Kvm(T::WHAT, kvm_ioctls::Error::last()));
+    }
+    Ok(value)
+}
+
+/// Reads one vCPU's state through `fd`, on the VMM thread while the vCPU's own thread
+/// is parked out of `KVM_RUN` (pause.rs). `cpuid` is what the VMM set on it;
+/// `msr_index` is KVM's MSR list (`KVM_GET_MSR_INDEX_LIST`), of which the readable
+/// ones are kept.
 pub fn save_vcpu(
-    fd: &VcpuFd,
+    fd: BorrowedFd<'_>,
     cpuid: &[kvm_cpuid_entry2],
     msr_index: &[u32],
 ) -> Result<VcpuState, KvmStateError> {
-    let mp_state = fd.get_mp_state().map_err(kvm("read the MP state"))?;
-    let regs = fd.get_regs().map_err(kvm("read the registers"))?;
-    let sregs = fd.get_sregs().map_err(kvm("read the special registers"))?;
-    let xsave = fd.get_xsave().map_err(kvm("read the FPU state (XSAVE)"))?;
-    let xcrs = fd.get_xcrs().map_err(kvm("read the XCRs"))?;
-    let debugregs = fd
-        .get_debug_regs()
-        .map_err(kvm("read the debug registers"))?;
-    let lapic = fd.get_lapic().map_err(kvm("read the LAPIC"))?;
+    let mp_state: kvm_mp_state = get(fd)?;
+    let regs = get(fd)?;
+    let sregs = get(fd)?;
+    let xsave = get(fd)?;
+    let xcrs = get(fd)?;
+    let debugregs = get(fd)?;
+    let lapic = get(fd)?;
     let msrs = save_msrs(fd, msr_index)?;
-    let events = fd.get_vcpu_events().map_err(kvm("read the vCPU events"))?;
+    let events = get(fd)?;
     Ok(VcpuState {
         cpuid: cpuid.iter().copied().map(Raw).collect(),
         regs: Raw(regs),
@@ -76,7 +125,7 @@ pub fn save_vcpu(
 /// Reads every MSR of `index` that KVM lets the VMM read. `KVM_GET_MSRS` stops at the
 /// first MSR it cannot read and returns how many it read: that one is dropped and the
 /// rest read again.
-fn save_msrs(fd: &VcpuFd, index: &[u32]) -> Result<Vec<(u32, u64)>, KvmStateError> {
+fn save_msrs(fd: BorrowedFd<'_>, index: &[u32]) -> Result<Vec<(u32, u64)>, KvmStateError> {
     let mut saved = Vec::with_capacity(index.len());
     let mut rest = index;
     while !rest.is_empty() {
@@ -89,7 +138,22 @@ fn save_msrs(fd: &VcpuFd, index: &[u32]) -> Result<Vec<(u32, u64)>, KvmStateErro
             .collect();
         let mut msrs =
             Msrs::from_entries(&entries).map_err(|_| KvmStateError::MsrCount(entries.len()))?;
-        let read = fd.get_msrs(&mut msrs).map_err(kvm("read the MSRs"))?;
+        // SAFETY: KVM_GET_MSRS reads a `kvm_msrs` header and then as many entries as
+        // its `nmsrs` says, which the FAM wrapper allocated, and writes their data.
+        let read = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                KVM_GET_MSRS as _,
+                msrs.as_mut_fam_struct_ptr(),
+            )
+        };
+        if read < 0 {
+            return Err(KvmStateError::Kvm(
+                "read the MSRs",
+                kvm_ioctls::Error::last(),
+            ));
+        }
+        let read = read as usize;
         saved.extend(msrs.as_slice()[..read].iter().map(|e| (e.index, e.data)));
         rest = &rest[(read + 1).min(rest.len())..];
     }

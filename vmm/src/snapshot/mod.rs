@@ -3,7 +3,7 @@
 //!
 //! - format.rs: the state file, its header and checksum, and its strict reading;
 //! - kvm_state.rs: vCPU and VM state, read and written in the order KVM needs;
-//! - pause.rs: parking the vCPUs, each saving itself on its own thread;
+//! - pause.rs: parking the vCPUs out of `KVM_RUN`;
 //! - files.rs: the snapshot files, opened before the jail and the filters;
 //! - take.rs: taking a snapshot on the VMM thread;
 //! - load.rs: reading one back and mapping its memory for `--restore`.
@@ -25,7 +25,7 @@ pub use files::SnapshotFiles;
 pub use format::Snapshot;
 pub use kvm_state::KvmStateError;
 pub use load::{load, Loaded};
-pub use pause::{Pause, PauseError, SaveInfo};
+pub use pause::{Pause, PauseError};
 pub use take::Snapshotter;
 
 /// How a run takes snapshots (`--snapshot-to` and its companions).
@@ -71,6 +71,12 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Pause(#[from] PauseError),
+    #[error("cannot save vCPU {index}")]
+    SaveVcpu {
+        index: u8,
+        #[source]
+        error: KvmStateError,
+    },
     #[error("cannot read the VM's state")]
     Vm(#[source] KvmStateError),
     #[error("cannot restore the VM's state")]

@@ -4,17 +4,18 @@
 //! The KVM state of a restore is written later, by [`apply_kvm_state`], once guest
 //! memory is registered.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use devices::serial::SerialDevice;
 use devices::EventFdTrigger;
+use kvm_bindings::kvm_cpuid_entry2;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use sandbox::{FdRole, RuntimeFacts};
 
 use super::format::{Machine, Snapshot, VcpuState, VmState};
-use super::pause::{Pause, Saved};
+use super::pause::Pause;
 use super::take::{DiskTransport, NetTransport, Snapshotter};
 use super::{kvm_state, load, SnapshotConfig, SnapshotError, SnapshotFiles};
 use crate::config::VmConfig;
@@ -44,8 +45,8 @@ pub fn check_caps(kvm: &Kvm) -> Result<(), SnapshotError> {
 pub struct Prepared {
     pub files: SnapshotFiles,
     pub pause: Arc<Pause>,
-    pub saved: Receiver<Saved>,
-    pub msr_index: Arc<Vec<u32>>,
+    pub parked: Receiver<u8>,
+    pub msr_index: Vec<u32>,
     /// Written when the guest prints `--snapshot-on-serial`'s text.
     pub serial_trigger: Option<EventFdTrigger>,
 }
@@ -91,30 +92,44 @@ pub fn prepare(
             Some(trigger)
         }
     };
-    let (pause, saved) = Pause::new();
+    let (pause, parked) = Pause::new();
     Ok(Prepared {
         files,
         pause,
-        saved,
-        msr_index: Arc::new(msr_index),
+        parked,
+        msr_index,
         serial_trigger,
     })
 }
 
+/// What a snapshot reads besides the VM: the devices' transports and each vCPU's fd
+/// with the CPUID set on it.
+pub struct Parts {
+    pub nets: Vec<NetTransport>,
+    pub disks: Vec<DiskTransport>,
+    pub vcpus: Vec<(RawFd, Vec<kvm_cpuid_entry2>)>,
+}
+
 impl Prepared {
-    /// The VMM thread's side, once the devices exist.
+    /// The VMM thread's side, once the devices and vCPUs exist; the vCPU fds become
+    /// `$snapvcpu`, which only the VMM thread's snapshot rule names.
     pub fn snapshotter(
         self,
         config: &SnapshotConfig,
         vm: &VmConfig,
-        nets: Vec<NetTransport>,
-        disks: Vec<DiskTransport>,
+        parts: Parts,
         trace: bool,
+        facts: &mut RuntimeFacts,
     ) -> Snapshotter {
+        for (fd, _) in &parts.vcpus {
+            facts.add(FdRole::SnapshotVcpu, *fd);
+        }
         Snapshotter {
             files: self.files,
             pause: self.pause,
-            saved: self.saved,
+            parked: self.parked,
+            vcpus: parts.vcpus,
+            msr_index: self.msr_index,
             machine: Machine {
                 memory_bytes: vm.memory_bytes,
                 vcpus: vm.vcpus,
@@ -122,8 +137,8 @@ impl Prepared {
                 written_by: concat!("sandvmm ", env!("CARGO_PKG_VERSION")).into(),
             },
             continue_after: config.continue_after,
-            nets,
-            disks,
+            nets: parts.nets,
+            disks: parts.disks,
             trace,
         }
     }

@@ -1,11 +1,12 @@
 //! Taking a snapshot, on the VMM thread, between two events of its loop.
 //!
-//! In order: every vCPU parks and saves itself (pause.rs); COM1's buffered output is
+//! In order: every vCPU parks (pause.rs) and its state is read; COM1's buffered output is
 //! written out, so that everything the guest printed before the snapshot is on the
 //! host; the devices and the VM's interrupt controllers, PIT and clock are read; guest
 //! memory is written, then the state file. The VMM thread serves no device meanwhile
 //! and the vCPUs are parked, so the state is one consistent instant.
 
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -15,11 +16,12 @@ use devices::serial::SerialDevice;
 use devices::virtio::block::Block;
 use devices::virtio::mmio::MmioTransport;
 use devices::virtio::net::Net;
+use kvm_bindings::kvm_cpuid_entry2;
 use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 
 use super::format::{DeviceStates, Machine, Snapshot};
-use super::pause::{Pause, Saved};
+use super::pause::Pause;
 use super::{kvm_state, SnapshotError, SnapshotFiles};
 use crate::vcpu::{monotonic_ns, Vcpu};
 
@@ -41,7 +43,13 @@ pub enum After {
 pub struct Snapshotter {
     pub files: SnapshotFiles,
     pub pause: Arc<Pause>,
-    pub saved: Receiver<Saved>,
+    /// Where the parked vCPUs say so.
+    pub parked: Receiver<u8>,
+    /// Each vCPU's fd (owned by its thread, which is parked while the fd is used here)
+    /// and the CPUID the VMM set on it.
+    pub vcpus: Vec<(RawFd, Vec<kvm_cpuid_entry2>)>,
+    /// KVM's list of MSRs to save.
+    pub msr_index: Vec<u32>,
     pub machine: Machine,
     pub continue_after: bool,
     pub nets: Vec<NetTransport>,
@@ -90,8 +98,22 @@ impl Snapshotter {
     /// Parks the vCPUs and writes both files; returns the memory bytes written.
     fn pause_and_write(&mut self, vm: &Running<'_>) -> Result<u64, SnapshotError> {
         let start = monotonic_ns();
-        let vcpus = self.pause.request(&self.saved, vm.handles)?;
+        self.pause.request(&self.parked, vm.handles)?;
         let paused = monotonic_ns();
+        let mut vcpus = Vec::with_capacity(self.vcpus.len());
+        for (index, (fd, cpuid)) in self.vcpus.iter().enumerate() {
+            // SAFETY: the fd belongs to the vCPU's `VcpuFd`, which lives until its thread
+            // is joined, after every snapshot; the thread is parked and makes no call on
+            // it until `Pause::release`.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            let state = kvm_state::save_vcpu(fd, cpuid, &self.msr_index).map_err(|error| {
+                SnapshotError::SaveVcpu {
+                    index: index as u8,
+                    error,
+                }
+            })?;
+            vcpus.push(state);
+        }
         let serial = {
             let mut serial = lock(vm.serial);
             serial.flush_output();
