@@ -20,7 +20,7 @@ tests/install-users.sh
 images/build.sh
 echo "demo: building sandvmm (cargo build --release)"
 cargo build --release
-B=$PWD/target/release/sandvmm
+B=$PWD/target/x86_64-unknown-linux-gnu/release/sandvmm
 
 NS=sandvmm-demo-$$
 # Who runs sandvmm: an ordinary user, with its groups (kvm).

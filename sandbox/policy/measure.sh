@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 OUT=${1:-sandbox/policy/x86_64-frequency.toml}
 cargo build --release --quiet
-B=$ROOT/target/release/sandvmm
+B=$ROOT/target/x86_64-unknown-linux-gnu/release/sandvmm
 K=images/out/testkernel.elf
 NET="guest_ip=10.0.0.2 host_ip=10.0.0.1"
 TMP=$(mktemp -d)

@@ -8,7 +8,6 @@
 //! gives the process full capabilities over the namespaces it then creates (mounts,
 //! pivot_root); [`drop_capabilities`] takes every one of them away for good.
 
-use std::ffi::CString;
 use std::io;
 
 use super::JailError;
@@ -105,36 +104,34 @@ pub fn started_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `name`'s uid and gid from the user database (None if there is no such user).
+/// The user database the jail user is looked up in.
+const PASSWD: &str = "/etc/passwd";
+
+/// `name`'s uid and gid from /etc/passwd (None if there is no such user).
+///
+/// sandvmm is linked statically (.cargo/config.toml), and a static glibc cannot load
+/// the NSS modules `getpwnam` would consult (it crashes in them): the jail user is a
+/// local system account (`useradd --system`), so /etc/passwd is where it is.
 fn lookup_user(name: &str) -> Result<Option<Identity>, JailError> {
-    let Ok(cname) = CString::new(name) else {
-        return Ok(None);
-    };
-    // SAFETY: a zeroed passwd is a valid output buffer for getpwnam_r.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to memory we own for the duration of the call; the
-    // strings getpwnam_r writes into `buf` are not used after it returns.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(JailError::Step(
-            "look up the jail user",
-            io::Error::from_raw_os_error(rc),
-        ));
-    }
-    Ok((!result.is_null()).then_some(Identity {
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
-    }))
+    let text = std::fs::read_to_string(PASSWD)
+        .map_err(|e| JailError::Step("read /etc/passwd to look up the jail user", e))?;
+    Ok(find_user(&text, name))
+}
+
+/// `name`'s entry in passwd(5) text: `name:password:uid:gid:gecos:home:shell`.
+/// Comments, blank and malformed lines are skipped.
+fn find_user(passwd: &str, name: &str) -> Option<Identity> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name || line.starts_with('#') {
+            return None;
+        }
+        let _password = fields.next()?;
+        Some(Identity {
+            uid: fields.next()?.parse().ok()?,
+            gid: fields.next()?.parse().ok()?,
+        })
+    })
 }
 
 fn check(what: &'static str, rc: libc::c_int) -> Result<(), JailError> {
@@ -276,4 +273,44 @@ pub fn set_capabilities(caps: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD_TEXT: &str = "\
+root:x:0:0:root:/root:/bin/bash
+# a comment:x:5:5
+broken:x:notanumber:7::/:/bin/false
+sandvmm:x:998:997::/nonexistent:/usr/sbin/nologin
+
+sandvmm-test:x:1001:1001::/home/t:/bin/sh
+";
+
+    #[test]
+    fn users_are_found_by_their_exact_name() {
+        let find = |name| find_user(PASSWD_TEXT, name);
+        assert_eq!(find("sandvmm"), Some(Identity { uid: 998, gid: 997 }));
+        assert_eq!(
+            find("sandvmm-test"),
+            Some(Identity {
+                uid: 1001,
+                gid: 1001
+            })
+        );
+        assert_eq!(find("root"), Some(Identity { uid: 0, gid: 0 }));
+        assert_eq!(find("sandvm"), None, "a prefix is not a name");
+        assert_eq!(find("broken"), None, "a malformed line is skipped");
+        assert_eq!(find("# a comment"), None);
+        assert_eq!(find(""), None);
+    }
+
+    #[test]
+    fn this_hosts_root_is_found() {
+        assert_eq!(
+            lookup_user("root").unwrap(),
+            Some(Identity { uid: 0, gid: 0 })
+        );
+    }
 }

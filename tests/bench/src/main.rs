@@ -5,8 +5,8 @@
 //! disk rates). Prints a table and writes JSON.
 //!
 //! ```text
-//! sudo target/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,restore,filter,exits,net,disk,linux,linux-disk,linux-boot]
-//! target/release/bench --render-docs docs/BENCHMARKS.md README.md
+//! sudo target/x86_64-unknown-linux-gnu/release/bench [--runs N] [--json FILE] [--only whole-run,startup,memory,restore,filter,exits,net,disk,linux,linux-disk,linux-boot]
+//! target/x86_64-unknown-linux-gnu/release/bench --render-docs docs/BENCHMARKS.md README.md
 //! ```
 //!
 //! Variants that are compared are interleaved run by run, and every figure is a median.

@@ -205,7 +205,7 @@ mod tests {
         assert!(
             rendered == doc,
             "{name} differs from its result files: run \
-             `target/release/bench --render-docs {name}`"
+             `target/x86_64-unknown-linux-gnu/release/bench --render-docs {name}`"
         );
     }
 
