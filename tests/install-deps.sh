@@ -2,14 +2,15 @@
 # Installs the Debian packages sandvmm needs to build and test, skipping those present.
 # Used by tests/run.sh, tests/demo.sh and CI; images/build.sh passes its own list:
 #   tests/install-deps.sh [PACKAGE...]
-#   libseccomp-dev, pkg-config  the sandbox's libseccomp (the crate links the C library)
+#   libseccomp-dev, pkg-config  the sandbox's libseccomp (linked statically: libseccomp.a)
+#   libc6-dev                   glibc's static libraries (sandvmm is linked statically)
 #   iproute2, iputils-ping      network namespaces, taps and ping for the network tests
 #   python3                     the image build scripts
 #   e2fsprogs                   debugfs, to read what a Linux guest wrote to its disk
 # apt's own lines are shown, prefixed, so a slow mirror is not minutes of silence.
 set -euo pipefail
 
-PACKAGES=(libseccomp-dev pkg-config iproute2 iputils-ping python3 e2fsprogs)
+PACKAGES=(libseccomp-dev libc6-dev pkg-config iproute2 iputils-ping python3 e2fsprogs)
 if (($#)); then
 	PACKAGES=("$@")
 fi
