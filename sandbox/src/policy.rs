@@ -111,7 +111,8 @@ fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> PolicyError {
 /// The text of the built-in x86_64 policy.
 pub const BUILTIN: &str = include_str!("../policy/x86_64.toml");
 
-/// A policy's identity for reports: the SHA-256 of its text, in hex.
+/// The SHA-256 of `text`, in hex: a policy's identity in reports, a snapshot state file's
+/// checksum.
 pub fn text_sha256(text: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text)

@@ -24,7 +24,6 @@ use kvm_bindings::{
     kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::Digest;
 
 use super::SnapshotError;
 
@@ -221,7 +220,7 @@ pub fn encode_body(body: &[u8]) -> Vec<u8> {
         format: FORMAT.into(),
         version: VERSION,
         length: body.len(),
-        sha256: hex(&sha2::Sha256::digest(body)),
+        sha256: sandbox::policy::text_sha256(body),
     };
     let mut out = serde_json::to_vec(&header).expect("the header always serializes");
     out.push(b'\n');
@@ -261,7 +260,7 @@ impl Snapshot {
                 body.len()
             )));
         }
-        if hex(&sha2::Sha256::digest(body)) != header.sha256 {
+        if sandbox::policy::text_sha256(body) != header.sha256 {
             return Err(bad("its checksum does not match".into()));
         }
         let snapshot: Snapshot =

@@ -97,17 +97,7 @@ fn a_flipped_byte_or_a_cut_is_refused() {
 fn with_body(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let mut body = serde_json::to_value(sample()).unwrap();
     edit(&mut body);
-    let body = serde_json::to_vec(&body).unwrap();
-    let header = Header {
-        format: FORMAT.into(),
-        version: VERSION,
-        length: body.len(),
-        sha256: hex(&sha2::Sha256::digest(&body)),
-    };
-    let mut out = serde_json::to_vec(&header).unwrap();
-    out.push(b'\n');
-    out.extend(body);
-    out
+    encode_body(&serde_json::to_vec(&body).unwrap())
 }
 
 #[test]
