@@ -18,7 +18,8 @@
 //! [`facts`] (run-time values), [`consts`] (names usable in conditions), [`filter`]
 //! (compiling and installing, with `emit` turning each rule into what libseccomp is
 //! handed), [`report`] (the SIGSYS handler of trap mode),
-//! [`profile`] (counting a real workload's syscalls), [`bpf`] (an independent
+//! [`profile`] (counting a real workload's syscalls), [`reaper`] (the filter of the
+//! process that destroys the VM once sandvmm is gone), [`bpf`] (an independent
 //! interpreter of the compiled programs), [`verify`] (running every compiled program
 //! over every case its policy cares about, against the policy), [`jail`] (the layers around the
 //! filters: fds, identity and namespaces, an empty root, capabilities, Landlock).
@@ -32,6 +33,7 @@ pub mod filter;
 pub mod jail;
 pub mod policy;
 pub mod profile;
+pub mod reaper;
 pub mod report;
 pub mod verify;
 

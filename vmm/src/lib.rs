@@ -20,11 +20,11 @@ mod launch;
 pub mod logger;
 pub mod memory;
 pub mod net;
-pub mod pit;
 pub mod sandbox_cmd;
 pub mod serial_flush;
 pub mod signals;
 pub mod snapshot;
+pub mod teardown;
 pub mod terminal;
 pub mod vcpu;
 pub mod virtio_slot;
@@ -103,9 +103,9 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
 /// A built VM, ready to run.
 pub struct Vmm {
-    /// Turning the PIT's re-injection off; first, so that it is joined before the VM
-    /// fd it uses closes.
-    pit_setup: pit::PitSetup,
+    /// The process that destroys the VM once this one is gone; None if it could not
+    /// be forked.
+    reaper: Option<teardown::Reaper>,
     // Kept alive for as long as the vCPUs run.
     _kvm: Kvm,
     _vm: VmFd,
@@ -213,6 +213,7 @@ impl Vmm {
         let plan = confinement.jail.as_ref().map(|setup| {
             let mut keep = facts.all_fds();
             keep.extend([libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]);
+            keep.extend(self.reaper.as_ref().map(teardown::Reaper::fd));
             jail::Plan {
                 jail_user: setup.user,
                 keep_fds: keep,
@@ -222,43 +223,18 @@ impl Vmm {
             }
         });
         let trace = self.vcpus.first().is_some_and(|v| v.trace_boot);
-        // The first half of the jail needs this thread alone.
-        let mut pit_setup = self.pit_setup;
-        pit_setup.finish()?;
+        // The first half of the jail needs this thread alone; the filters are compiled
+        // in between, with the jail's user namespace in place.
         let t0 = vcpu::monotonic_ns();
         let identity = plan.as_ref().map(jail::begin).transpose()?;
         let t1 = vcpu::monotonic_ns();
-        // Guest memory is registered on a short-lived thread (KVM waits for an SRCU
-        // grace period), while this one compiles the filters and finishes the jail;
-        // the thread ends before any vCPU starts.
-        let (vm, memory) = (&self._vm, &self._memory);
-        let (filters, reached, registered, times) = std::thread::scope(|scope| {
-            let registration = std::thread::Builder::new()
-                .name("memreg".into())
-                .spawn_scoped(scope, || builder::register_memory(vm, memory));
-            let t2 = vcpu::monotonic_ns();
-            let filters = confinement.sandbox.filters(&facts, &vcpu_fds);
-            let t3 = vcpu::monotonic_ns();
-            let reached = match (&plan, identity) {
-                (Some(plan), Some(identity)) => jail::finish(plan, identity).map(Some),
-                _ => Ok(None),
-            };
-            let t4 = vcpu::monotonic_ns();
-            let registered = match registration {
-                Ok(handle) => handle.join().unwrap_or_else(|_| {
-                    let panicked = std::io::Error::other("the thread panicked");
-                    Err(builder::BuildError::MemoryThread(panicked))
-                }),
-                Err(e) => Err(builder::BuildError::MemoryThread(e)),
-            };
-            (
-                filters,
-                reached,
-                registered,
-                [t2, t3, t4, vcpu::monotonic_ns()],
-            )
-        });
-        registered?;
+        let filters = confinement.sandbox.filters(&facts, &vcpu_fds);
+        let t2 = vcpu::monotonic_ns();
+        let reached = match (&plan, identity) {
+            (Some(plan), Some(identity)) => jail::finish(plan, identity).map(Some),
+            _ => Ok(None),
+        };
+        let t3 = vcpu::monotonic_ns();
         if let Some(state) = &self.restore {
             snapshot::setup::apply_kvm_state(state, &self._vm, self.vcpus.iter().map(|v| &v.fd))?;
         }
@@ -267,12 +243,10 @@ impl Vmm {
             log::warn!("{notice}");
         }
         if trace {
-            let [t2, t3, t4, t5] = times;
             eprintln!(
-                "sandvmm: trace: filters compiled in {} us, jail on in {} us, memory registered {} us after",
-                (t3 - t2) / 1000,
-                (t1 - t0 + t4 - t3) / 1000,
-                t5.saturating_sub(t4) / 1000
+                "sandvmm: trace: filters compiled in {} us, jail on in {} us",
+                (t2 - t1) / 1000,
+                (t1 - t0 + t3 - t2) / 1000,
             );
         }
 

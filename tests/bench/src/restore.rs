@@ -54,7 +54,7 @@ const COLD: &str = "cold boot";
 
 /// The rows, in the order they are reported (each for the snapshot, or for either
 /// variant or both, the restore's first), with their units.
-const ROWS: [(&str, &str); 15] = [
+const ROWS: [(&str, &str); 14] = [
     ("snapshot: parking the vCPUs", "ms"),
     ("snapshot: writing state and memory", "ms"),
     ("snapshot: memory file's blocks on disk", "MiB"),
@@ -65,7 +65,6 @@ const ROWS: [(&str, &str); 15] = [
     ("line sent at echo ready -> answer", "ms"),
     ("compiling the filters", "ms"),
     ("putting the jail on", "ms"),
-    ("memory registration's wait after both", "ms"),
     ("VmRSS once answered", "MiB"),
     ("RssAnon", "MiB"),
     ("RssFile", "MiB"),
@@ -102,16 +101,12 @@ impl Rows {
         }
     }
 
-    /// The steps of the start-up trace in `stderr` (filters, jail, memory
-    /// registration) in ms, and `rss` (MiB).
+    /// The steps of the start-up trace in `stderr` (filters, jail) in ms, and `rss`
+    /// (MiB).
     fn start_up_and_rss(&mut self, variant: &'static str, stderr: &str, rss: [f64; 4]) {
         for (name, key) in [
             ("compiling the filters", "filters compiled in "),
             ("putting the jail on", "jail on in "),
-            (
-                "memory registration's wait after both",
-                "memory registered ",
-            ),
         ] {
             if let Ok(us) = trace_ns(stderr, key) {
                 self.push(variant, name, us as f64 / 1000.0);
