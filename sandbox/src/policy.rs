@@ -110,6 +110,14 @@ fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> PolicyError {
 
 /// The text of the built-in x86_64 policy.
 pub const BUILTIN: &str = include_str!("../policy/x86_64.toml");
+/// The same policy as JSON (build.rs), which is what a run reads: faster to parse.
+const BUILTIN_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/x86_64.json"));
+/// The built-in frequency table, as JSON (build.rs).
+const BUILTIN_FREQUENCY_JSON: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/x86_64-frequency.json"));
+/// Where the built-in files come from, for messages.
+const BUILTIN_FILE: &str = "sandbox/policy/x86_64.toml";
+const BUILTIN_FREQUENCY_FILE: &str = "sandbox/policy/x86_64-frequency.toml";
 
 /// The SHA-256 of `text`, in hex: a policy's identity in reports, a snapshot state file's
 /// checksum.
@@ -124,7 +132,9 @@ pub fn text_sha256(text: &[u8]) -> String {
 impl Policy {
     /// The built-in x86_64 policy.
     pub fn builtin() -> Policy {
-        Policy::parse("sandbox/policy/x86_64.toml", BUILTIN)
+        serde_json::from_str(BUILTIN_JSON)
+            .ok()
+            .and_then(|raw| Policy::checked(BUILTIN_FILE, raw).ok())
             .expect("the built-in policy is checked by the test suite")
     }
 
@@ -144,6 +154,11 @@ impl Policy {
     /// Parses and checks a policy; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
         let raw: PolicyFile = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+        Policy::checked(file, raw)
+    }
+
+    /// Checks a parsed policy file.
+    fn checked(file: &str, raw: PolicyFile) -> Result<Policy, PolicyError> {
         if raw.version != 1 {
             return Err(PolicyError::Version(raw.version, file.to_string()));
         }
@@ -267,17 +282,24 @@ pub struct Frequency {
 impl Frequency {
     /// The committed x86_64 table.
     pub fn builtin() -> Frequency {
-        Frequency::parse(
-            "sandbox/policy/x86_64-frequency.toml",
-            include_str!("../policy/x86_64-frequency.toml"),
-        )
-        .expect("the built-in frequency table is checked by the test suite")
+        serde_json::from_str(BUILTIN_FREQUENCY_JSON)
+            .ok()
+            .and_then(|raw| Frequency::checked(BUILTIN_FREQUENCY_FILE, raw).ok())
+            .expect("the built-in frequency table is checked by the test suite")
     }
 
     /// Parses a table: one `[vmm]` / `[vcpu]` section of `syscall = count`.
     pub fn parse(file: &str, text: &str) -> Result<Frequency, PolicyError> {
         let raw: BTreeMap<String, BTreeMap<String, u64>> =
             toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+        Frequency::checked(file, raw)
+    }
+
+    /// Checks a parsed table.
+    fn checked(
+        file: &str,
+        raw: BTreeMap<String, BTreeMap<String, u64>>,
+    ) -> Result<Frequency, PolicyError> {
         let mut counts = BTreeMap::new();
         for (key, table) in raw {
             let thread = key

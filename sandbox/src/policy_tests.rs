@@ -351,3 +351,21 @@ fn frequency_round_trip() {
     assert_eq!(Frequency::parse("f", &text).unwrap(), f);
     assert!(Frequency::parse("f", "[gpu]\nread = 1\n").is_err());
 }
+
+/// A run reads the built-in files as JSON made by build.rs; they must mean exactly
+/// what the committed TOML says.
+#[test]
+fn the_embedded_json_is_the_toml_files() {
+    assert_eq!(
+        Policy::builtin(),
+        Policy::parse("x86_64.toml", crate::policy::BUILTIN).unwrap()
+    );
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/x86_64-frequency.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        Frequency::builtin(),
+        Frequency::parse("x86_64-frequency.toml", &text).unwrap()
+    );
+}

@@ -194,8 +194,8 @@ impl Vmm {
 
         // Every device, fd and mapping exists now, and only this thread runs. In this
         // order: the filters are compiled with every fd by role; the jail goes on; the
-        // vCPU threads start and install their own filters; this thread installs its
-        // filter; only then do the vCPUs enter KVM_RUN (they wait at the gate).
+        // vCPU threads start and install their own filters while this thread installs
+        // its filter; only then do the vCPUs enter KVM_RUN (they wait at the gate).
         let mut facts = self.facts;
         facts.add(FdRole::Epoll, epoll_fd);
         facts.add(FdRole::Signal, signal_fd);
@@ -271,11 +271,11 @@ impl Vmm {
                 }
             }
         }
-        let mut failure = installed_rx.iter().take(count).find_map(Result::err);
-        if failure.is_none() {
-            sandbox::report::set_thread_name(&ThreadKind::Vmm.thread_name(0));
-            failure = vmm.as_ref().and_then(|f| f.install().err());
-        }
+        // This thread installs its filter while the vCPU threads install theirs.
+        sandbox::report::set_thread_name(&ThreadKind::Vmm.thread_name(0));
+        let own = vmm.as_ref().and_then(|f| f.install().err());
+        let theirs = installed_rx.iter().take(count).find_map(Result::err);
+        let failure = own.or(theirs);
         gate.open(failure.is_none());
         if let Some(e) = failure {
             stop_vcpus(handles, &self.stop, &self.serial);

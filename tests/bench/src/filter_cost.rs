@@ -1,7 +1,10 @@
-//! Filter cost per system call: the hot calls of each thread, under six variants —
-//! no filter, an allow-everything filter (the cost of seccomp being on at all), the
-//! policy without its fd and pid pinning, the policy in file order, the policy ordered
-//! by measured priorities, and the binary tree. Each measurement runs in a forked child that installs the filter and times
+//! Filter cost per system call: the hot calls of each thread, under seven variants —
+//! no filter, an allow-everything filter (the cost of seccomp being on at all: the
+//! kernel's action cache answers for every call without running the program), a
+//! filter that compares one argument of the probed calls and allows everything (the
+//! least any filter that pins an argument costs: its program runs), the policy without
+//! its fd and pid pinning, the policy in file order, the policy ordered by measured
+//! priorities, and the binary tree. Each measurement runs in a forked child that installs the filter and times
 //! a tight loop of the call; rounds interleave the variants, and the figure is the
 //! median over rounds of the mean time per call.
 
@@ -19,6 +22,8 @@ const ROUNDS: usize = 9;
 struct Probe {
     name: &'static str,
     thread: ThreadKind,
+    /// The system calls `call` makes.
+    syscalls: &'static [&'static str],
     call: fn(&Fds),
 }
 
@@ -52,6 +57,7 @@ const PROBES: [Probe; 4] = [
     Probe {
         name: "vcpu ioctl(KVM_RUN) on a non-KVM fd",
         thread: ThreadKind::Vcpu,
+        syscalls: &["ioctl"],
         call: |f| {
             // SAFETY: an ioctl that /dev/null refuses with ENOTTY.
             unsafe { libc::ioctl(f.null, KVM_RUN, 0) };
@@ -60,6 +66,7 @@ const PROBES: [Probe; 4] = [
     Probe {
         name: "vcpu write (one serial byte)",
         thread: ThreadKind::Vcpu,
+        syscalls: &["write"],
         call: |f| {
             // SAFETY: a one-byte write from a local to /dev/null.
             unsafe { libc::write(f.console, b"x".as_ptr().cast(), 1) };
@@ -68,6 +75,7 @@ const PROBES: [Probe; 4] = [
     Probe {
         name: "vmm epoll_wait(timeout 0)",
         thread: ThreadKind::Vmm,
+        syscalls: &["epoll_wait"],
         call: |f| {
             let mut ev = libc::epoll_event { events: 0, u64: 0 };
             // SAFETY: waits on an empty epoll set with room for one event.
@@ -77,6 +85,7 @@ const PROBES: [Probe; 4] = [
     Probe {
         name: "vmm eventfd write+read (per call)",
         thread: ThreadKind::Vmm,
+        syscalls: &["write", "read"],
         call: |f| {
             let one = 1u64;
             let mut v = 0u64;
@@ -88,6 +97,22 @@ const PROBES: [Probe; 4] = [
         },
     },
 ];
+
+/// A filter that allows everything but makes the kernel run it for `probe`'s calls:
+/// each has a rule comparing its first argument with a value no fd has (`ERRNO`,
+/// never taken). The kernel's action cache cannot answer for a call whose outcome
+/// depends on an argument, so this is the least a filter that pins an argument costs.
+fn one_comparison(probe: &Probe) -> Result<CompiledFilter, String> {
+    use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(|e| e.to_string())?;
+    for name in probe.syscalls {
+        let syscall = ScmpSyscall::from_name(name).map_err(|e| e.to_string())?;
+        let never = ScmpArgCompare::new(0, ScmpCompareOp::Equal, u64::MAX);
+        ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), syscall, &[never])
+            .map_err(|e| e.to_string())?;
+    }
+    CompiledFilter::from_context(probe.thread, &ctx).map_err(|e| e.to_string())
+}
 
 /// Runs `probe` CALLS times in a child under `filter`; returns ns per call.
 fn measure(probe: &Probe, filter: Option<&CompiledFilter>, fds: &Fds) -> Result<f64, String> {
@@ -179,6 +204,10 @@ pub fn filter_cost(report: &mut Report) -> Result<(), String> {
             (
                 "allow-all filter (floor)".into(),
                 Some(CompiledFilter::allow_all(probe.thread).map_err(|e| e.to_string())?),
+            ),
+            (
+                "one compared argument (what any pinning filter costs)".into(),
+                Some(one_comparison(probe)?),
             ),
         ];
         for (name, sb) in &sandboxes {
