@@ -248,6 +248,7 @@ fn sandbox_show_layers_describes_what_a_run_would_set_up() {
         "namespaces: user, mount, IPC, UTS, network, cgroup: available",
         "landlock: ABI ",
         "capabilities: none",
+        "reaper: a process forked before the jail that keeps only the VM fd",
     ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }

@@ -54,6 +54,7 @@ pub fn layers() -> String {
     for (layer, what) in sandbox::jail::probe::describe(&JailUser::default()) {
         let _ = writeln!(text, "  {layer}: {what}");
     }
+    text.push_str("reaper: a process forked before the jail that keeps only the VM fd and a pipe, under its own filter (read the pipe, close the VM fd, exit_group; anything else kills it), and destroys the VM once sandvmm has exited (docs/SANDBOX.md, \"The reaper\")\n");
     text
 }
 

@@ -128,8 +128,9 @@ fn reinjection_off(vm: &VmFd) -> Result<(), String> {
 }
 
 impl KvmCosts {
-    /// One round: a VM built as sandvmm builds it with re-injection then turned off,
-    /// one left on (sandvmm's), each closed; and one with memory registered last.
+    /// One round: a VM built in sandvmm's order with re-injection then turned off,
+    /// one with it left on as sandvmm leaves it (its close is the reaper's work), each
+    /// closed; and one with memory registered last.
     pub fn measure(&mut self, kvm: &Kvm) -> Result<(), String> {
         let memory = Mapping::new()?;
         let (vm, [floor, irqchip, pit]) = build(kvm, &memory, false)?;
