@@ -15,17 +15,6 @@ use common::*;
 
 const BOOT: Duration = Duration::from_secs(60);
 
-/// A field of /proc/PID/status.
-fn status_field(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
-}
-
 /// The open fds of `pid`.
 fn fds_of(pid: u32) -> BTreeSet<i32> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

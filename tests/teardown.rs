@@ -42,17 +42,6 @@ fn reapers_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-fn status_field(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{field}:"))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// What each open fd of `pid` refers to, sorted.
 fn fd_targets(pid: u32) -> Vec<String> {
     let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -162,6 +151,16 @@ fn an_ordinary_users_run_has_its_reaper_too() {
         status_field(reaper, "Uid").split_whitespace().next(),
         Some(uid.as_str())
     );
+    vm.send(b"quit\n");
+    let out = vm.wait_exit(BOOT);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    wait_ended(reaper);
+}
+
+#[test]
+fn the_reaper_is_filtered_with_the_sandbox_and_jail_off() {
+    let mut vm = start_echo(&["--sandbox", "off", "--jail", "off"], BOOT);
+    let reaper = checked_reaper(vm.pid());
     vm.send(b"quit\n");
     let out = vm.wait_exit(BOOT);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);

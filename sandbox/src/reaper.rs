@@ -9,7 +9,6 @@ use std::os::fd::RawFd;
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
-use crate::filter::{export_bpf, to_program};
 use crate::{CompiledFilter, FilterError, ThreadKind};
 
 /// The reaper's filter, for its wait pipe `wait_fd` and the VM fd `vm_fd`.
@@ -35,11 +34,7 @@ pub fn filter(wait_fd: RawFd, vm_fd: RawFd) -> Result<CompiledFilter, FilterErro
         };
         added.map_err(|e| fail(format!("{name}: {e}")))?;
     }
-    let bytes = export_bpf(&ctx).map_err(fail)?;
-    Ok(CompiledFilter {
-        thread: ThreadKind::Vmm,
-        program: to_program(&bytes),
-    })
+    CompiledFilter::from_context(ThreadKind::Vmm, &ctx)
 }
 
 #[cfg(test)]

@@ -331,8 +331,9 @@ impl Vmm {
                 }
             }
         }
-        // The VM goes last, after what a user waits for (the terminal, the down scripts):
-        // KVM may wait for SRCU grace periods while it destroys a VM.
+        // The VM goes last, after what a user waits for (the terminal, the down scripts).
+        // With a reaper this close is not the last reference: KVM's destruction, which
+        // waits for SRCU grace periods, happens in the reaper after this process exits.
         let teardown = vcpu::monotonic_ns();
         drop((self._vm, self._kvm, self._memory));
         if trace {

@@ -166,6 +166,17 @@ pub fn zero_image(dir: &Scratch, name: &str, bytes: usize) -> PathBuf {
     dir.file(name, &vec![0u8; bytes])
 }
 
+/// A field of /proc/PID/status, trimmed; panics if the process or the field is missing.
+pub fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
 /// The name and `Seccomp:` field of every thread of process `pid`, sorted by name.
 /// Kernel workers KVM attaches to the process (`kvm-nx-lpage-recovery`) are left out:
 /// they are not sandvmm's threads.
